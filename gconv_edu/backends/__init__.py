@@ -1,0 +1,133 @@
+"""The backend registry: name -> implementation, availability, and the "auto" rule.
+
+A backend is a module (or a pair of functions in one) with::
+
+    forward(x, weight, bias, geom) -> y
+    backward(dy, x, weight, geom) -> (dx, dw, db)
+    availability() -> None if usable here, else the reason it is not (a short string)
+
+Registering a name here is all it takes for the shared test grid to test it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..geometry import ConvGeometry
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a backend's code lives and what device it computes on."""
+
+    name: str
+    module: str
+    device: str  # "cpu" or "gpu"
+    forward_attr: str = "forward"
+    backward_attr: str = "backward"
+
+    def _module(self) -> Any:
+        return importlib.import_module(self.module, __name__)
+
+    @property
+    def forward(self) -> Callable[..., Any]:
+        return getattr(self._module(), self.forward_attr)
+
+    @property
+    def backward(self) -> Callable[..., Any]:
+        return getattr(self._module(), self.backward_attr)
+
+    def availability(self) -> str | None:
+        """None when usable here, else why not. Import errors become reasons, never crashes."""
+        try:
+            module = self._module()
+        except ImportError as error:
+            return f"import failed ({error})"
+        return module.availability()
+
+    @property
+    def description(self) -> str:
+        try:
+            return self._module().DESCRIPTION
+        except ImportError:
+            return "(not importable here)"
+
+
+REGISTRY: dict[str, Backend] = {
+    backend.name: backend
+    for backend in (
+        Backend("naive", ".naive", "cpu"),
+        Backend("im2col", ".im2col", "cpu"),
+    )
+}
+
+AUTO = "auto"
+
+
+class BackendUnavailableError(ValueError):
+    """A known backend that cannot run here (the message says why and lists those that can)."""
+
+
+def backend_names() -> list[str]:
+    """Every registered backend, usable here or not."""
+    return list(REGISTRY)
+
+
+def unavailable_reasons() -> dict[str, str]:
+    """name -> why it cannot run here, for the registered backends that cannot."""
+    reasons = {}
+    for name, backend in REGISTRY.items():
+        reason = backend.availability()
+        if reason is not None:
+            reasons[name] = reason
+    return reasons
+
+
+def available_backends() -> list[str]:
+    """Names of the backends usable on this machine, e.g. ``['naive', 'im2col', 'numba']``."""
+    unavailable = unavailable_reasons()
+    return [name for name in REGISTRY if name not in unavailable]
+
+
+def check_backend_name(name: object, source: str = "backend") -> str:
+    """Validate a backend name (``"auto"`` included) and return it; raise naming ``source`` otherwise."""
+    if not isinstance(name, str):
+        raise TypeError(f"{source}={name!r} must be a str; got {type(name).__name__}")
+    if name == AUTO:
+        return name
+    if name not in REGISTRY:
+        raise ValueError(
+            f"{source}={name!r} is not a known backend; available here: {available_backends() + [AUTO]}"
+            f" (all known: {backend_names()})"
+        )
+    reason = REGISTRY[name].availability()
+    if reason is not None:
+        raise BackendUnavailableError(
+            f"{source}={name!r} is not available here ({name}: {reason}); "
+            f"available here: {available_backends() + [AUTO]}"
+        )
+    return name
+
+
+def choose_auto(geom: ConvGeometry, on_gpu: bool) -> str:
+    """The backend "auto" picks for this geometry.
+
+    GPU arrays go to a GPU backend. On the CPU, im2col's BLAS GEMM is the right default until faster CPU backends
+    are registered.
+    """
+    available = available_backends()
+    if on_gpu:
+        for name in ("cupy", "cupy-raw"):
+            if name in available:
+                return name
+        raise BackendUnavailableError(
+            f"backend='auto' got GPU arrays but no GPU backend is available here: {unavailable_reasons()}"
+        )
+    return "im2col"
+
+
+def get_backend(name: str) -> Backend:
+    return REGISTRY[name]

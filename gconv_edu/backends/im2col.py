@@ -1,0 +1,196 @@
+"""im2col / col2im and the grouped product as ONE batched GEMM, written once for any array module.
+
+Every function takes the array module ``xp`` (NumPy here, CuPy in :mod:`gconv_edu.backends.cupy_gpu`) and uses only
+what both have: ``pad``, strided slicing, ``reshape``/``transpose``, ``matmul`` and ``sum``.
+
+The idea: copy every (dilated, strided) window of the input into a column, so the convolution becomes a matrix
+product. With groups the product is block-diagonal, so it is one *batched* GEMM over the G groups::
+
+    # (G, C_out/G, N*H_out*W_out) = (G, C_out/G, C_in/G*kH*kW) @ (G, C_in/G*kH*kW, N*H_out*W_out)
+
+Output size: ``H_out = (H + pad_top + pad_bottom - dh*(kH - 1) - 1) // sh + 1`` (likewise W_out).
+
+Workspace: the column matrix holds kH*kW copies of the (padded) input. The batch is processed in chunks so that one
+chunk's columns stay under ``workspace_bytes`` (default :data:`DEFAULT_WORKSPACE_BYTES` = 256 MiB, or the environment
+variable ``GCONV_IM2COL_WORKSPACE_MB``); a single sample larger than the cap is still processed, alone.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from ..geometry import ConvGeometry
+
+DESCRIPTION = "im2col + one batched GEMM over groups (NumPy/BLAS), batch chunked to bound the workspace"
+DEFAULT_WORKSPACE_BYTES = 256 * 2**20
+
+Array = Any  # numpy.ndarray or cupy.ndarray
+
+
+def availability() -> str | None:
+    """None: always available (NumPy only)."""
+    return None
+
+
+def workspace_limit() -> int:
+    """The column-buffer cap in bytes: ``GCONV_IM2COL_WORKSPACE_MB`` if set, else 256 MiB."""
+    value = os.environ.get("GCONV_IM2COL_WORKSPACE_MB")
+    if value is None:
+        return DEFAULT_WORKSPACE_BYTES
+    try:
+        megabytes = float(value)
+    except ValueError:
+        raise ValueError(f"GCONV_IM2COL_WORKSPACE_MB={value!r} must be a number of MiB") from None
+    if megabytes <= 0:
+        raise ValueError(f"GCONV_IM2COL_WORKSPACE_MB={value!r} must be > 0")
+    return int(megabytes * 2**20)
+
+
+def batch_chunk(geom: ConvGeometry, itemsize: int, workspace_bytes: int | None = None) -> int:
+    """How many samples one chunk may hold so that its column matrix fits the workspace cap (at least 1)."""
+    limit = workspace_limit() if workspace_bytes is None else workspace_bytes
+    per_sample = geom.in_channels * geom.kernel_area * geom.out_h * geom.out_w * itemsize
+    return max(1, min(geom.batch, limit // per_sample))
+
+
+# --------------------------------------------------------------------------- im2col / col2im
+def _tap_slices(geom: ConvGeometry, p: int, q: int) -> tuple[slice, slice]:
+    """Rows/columns of the padded input that kernel tap (p, q) reads for every output pixel."""
+    (sh, sw), (dh, dw) = geom.stride, geom.dilation
+    return (
+        slice(p * dh, p * dh + sh * (geom.out_h - 1) + 1, sh),
+        slice(q * dw, q * dw + sw * (geom.out_w - 1) + 1, sw),
+    )
+
+
+def im2col(x: Array, geom: ConvGeometry, xp: ModuleType = np) -> Array:
+    """Unfold every window into a column.
+
+    x: (N, C, H, W) -> cols: (N, C, kH, kW, H_out, W_out), where
+    ``cols[n, c, p, q, i, j] = xpad[n, c, i*sh + p*dh, j*sw + q*dw]``.
+    One strided slice per kernel tap: kH*kW copies, each of the size of the output.
+    """
+    top, bottom, left, right = geom.padding
+    xpad = xp.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    n, c = x.shape[:2]
+    cols = xp.empty((n, c, geom.kernel_h, geom.kernel_w, geom.out_h, geom.out_w), dtype=x.dtype)
+    for p in range(geom.kernel_h):
+        for q in range(geom.kernel_w):
+            rows, columns = _tap_slices(geom, p, q)
+            cols[:, :, p, q] = xpad[:, :, rows, columns]
+    return cols
+
+
+def col2im(cols: Array, geom: ConvGeometry, xp: ModuleType = np) -> Array:
+    """The adjoint of :func:`im2col`: add every column entry back to the input pixel it was copied from.
+
+    cols: (N, C, kH, kW, H_out, W_out) -> x: (N, C, H, W). Windows overlap, so it ACCUMULATES (``+=``);
+    overwriting would drop the contributions of all but the last window. Padding's entries are dropped.
+    """
+    n, c = cols.shape[:2]
+    padded_h, padded_w = geom.padded_size
+    xpad = xp.zeros((n, c, padded_h, padded_w), dtype=cols.dtype)
+    for p in range(geom.kernel_h):
+        for q in range(geom.kernel_w):
+            rows, columns = _tap_slices(geom, p, q)
+            xpad[:, :, rows, columns] += cols[:, :, p, q]
+    top, _, left, _ = geom.padding
+    return xpad[:, :, top : top + geom.height, left : left + geom.width]
+
+
+def _grouped_columns(cols: Array, geom: ConvGeometry) -> Array:
+    """(N, C_in, kH, kW, H_out, W_out) -> (G, C_in/G*kH*kW, N*H_out*W_out): the right operand of the batched GEMM."""
+    n = cols.shape[0]
+    g, rows = geom.groups, geom.in_channels_per_group * geom.kernel_area
+    # (N, G, C_in/G*kH*kW, H_out*W_out) -> (G, C_in/G*kH*kW, N, H_out*W_out)
+    grouped = cols.reshape(n, g, rows, geom.out_h * geom.out_w).transpose(1, 2, 0, 3)
+    return grouped.reshape(g, rows, n * geom.out_h * geom.out_w)
+
+
+def _grouped_output(y: Array, geom: ConvGeometry) -> Array:
+    """(N, C_out, H_out, W_out) -> (G, C_out/G, N*H_out*W_out), the layout of the GEMM's result."""
+    n = y.shape[0]
+    g, k = geom.groups, geom.out_channels_per_group
+    # (N, G, C_out/G, H_out*W_out) -> (G, C_out/G, N, H_out*W_out)
+    return y.reshape(n, g, k, geom.out_h * geom.out_w).transpose(1, 2, 0, 3).reshape(g, k, -1)
+
+
+def _ungroup_output(y_grouped: Array, geom: ConvGeometry, n: int) -> Array:
+    """Inverse of :func:`_grouped_output`: (G, C_out/G, N*H_out*W_out) -> (N, C_out, H_out, W_out)."""
+    g, k = geom.groups, geom.out_channels_per_group
+    # (G, C_out/G, N, H_out, W_out) -> (N, G, C_out/G, H_out, W_out)
+    y = y_grouped.reshape(g, k, n, geom.out_h, geom.out_w).transpose(2, 0, 1, 3, 4)
+    return y.reshape(n, geom.out_channels, geom.out_h, geom.out_w)
+
+
+def _grouped_weight(weight: Array, geom: ConvGeometry) -> Array:
+    """(C_out, C_in/G, kH, kW) -> (G, C_out/G, C_in/G*kH*kW): the left operand of the batched GEMM."""
+    return weight.reshape(geom.groups, geom.out_channels_per_group, geom.in_channels_per_group * geom.kernel_area)
+
+
+def _chunks(geom: ConvGeometry, itemsize: int, workspace_bytes: int | None) -> list[slice]:
+    step = batch_chunk(geom, itemsize, workspace_bytes)
+    return [slice(start, min(start + step, geom.batch)) for start in range(0, geom.batch, step)]
+
+
+# --------------------------------------------------------------------------- forward / backward
+def forward(
+    x: Array,
+    weight: Array,
+    bias: Array | None,
+    geom: ConvGeometry,
+    xp: ModuleType = np,
+    workspace_bytes: int | None = None,
+) -> Array:
+    """y = conv2d(x, weight) + bias via im2col and one batched GEMM per batch chunk.
+
+    x: (N, C_in, H, W); weight: (C_out, C_in/G, kH, kW); bias: (C_out,) or None -> y: (N, C_out, H_out, W_out).
+    """
+    y = xp.empty(geom.y_shape, dtype=x.dtype)
+    w_grouped = _grouped_weight(weight, geom)
+    for chunk in _chunks(geom, x.dtype.itemsize, workspace_bytes):
+        cols = _grouped_columns(im2col(x[chunk], geom, xp), geom)
+        # (G, C_out/G, n*H_out*W_out) = (G, C_out/G, C_in/G*kH*kW) @ (G, C_in/G*kH*kW, n*H_out*W_out)
+        y_grouped = xp.matmul(w_grouped, cols)
+        y[chunk] = _ungroup_output(y_grouped, geom, chunk.stop - chunk.start)
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    return y
+
+
+def backward(
+    dy: Array, x: Array, weight: Array, geom: ConvGeometry, xp: ModuleType = np, workspace_bytes: int | None = None
+) -> tuple[Array, Array, Array]:
+    """Gradients through the same columns.
+
+    dy: (N, C_out, H_out, W_out); x: (N, C_in, H, W); weight: (C_out, C_in/G, kH, kW)
+    -> dx: (N, C_in, H, W), dw: (C_out, C_in/G, kH, kW), db: (C_out,).
+
+    With Y = W @ X (per group; X the columns): dW = dY @ X^T summed over chunks, dX = W^T @ dY, then col2im.
+    """
+    dx = xp.empty(geom.x_shape, dtype=x.dtype)
+    w_grouped = _grouped_weight(weight, geom)
+    dw_grouped = xp.zeros_like(w_grouped)
+    for chunk in _chunks(geom, x.dtype.itemsize, workspace_bytes):
+        n = chunk.stop - chunk.start
+        cols = _grouped_columns(im2col(x[chunk], geom, xp), geom)
+        dy_grouped = _grouped_output(dy[chunk], geom)  # (G, C_out/G, n*H_out*W_out)
+        # (G, C_out/G, C_in/G*kH*kW) += (G, C_out/G, n*H_out*W_out) @ (G, n*H_out*W_out, C_in/G*kH*kW)
+        dw_grouped += xp.matmul(dy_grouped, cols.transpose(0, 2, 1))
+        # (G, C_in/G*kH*kW, n*H_out*W_out) = (G, C_in/G*kH*kW, C_out/G) @ (G, C_out/G, n*H_out*W_out)
+        dcols = xp.matmul(w_grouped.transpose(0, 2, 1), dy_grouped)
+        # (G, C_in/G, kH, kW, n, H_out, W_out) -> (n, G, C_in/G, kH, kW, H_out, W_out)
+        #                                      -> (n, C_in, kH, kW, H_out, W_out)
+        dcols = dcols.reshape(
+            geom.groups, geom.in_channels_per_group, geom.kernel_h, geom.kernel_w, n, geom.out_h, geom.out_w
+        ).transpose(4, 0, 1, 2, 3, 5, 6)
+        dx[chunk] = col2im(
+            dcols.reshape(n, geom.in_channels, geom.kernel_h, geom.kernel_w, geom.out_h, geom.out_w), geom, xp
+        )
+    dw = dw_grouped.reshape(geom.weight_shape)
+    db = dy.sum(axis=(0, 2, 3))
+    return dx, dw, db
