@@ -1,0 +1,199 @@
+"""The drawing helpers the lessons share, and ONE palette: group ``g`` has the same colour in every figure.
+
+The palette is Okabe and Ito's (2008), safe for the common forms of colour blindness; with more than eight groups
+the colours repeat (neighbouring groups still differ). Figures go to ``$GCONV_FIGURES_DIR``, or ``figures/`` at the
+repository root when it is unset; ``$GCONV_LESSONS_FAST`` asks lessons for smaller sizes (the tests set it).
+
+Everything here only draws: the numbers come from :mod:`gconv_edu.groups` and :class:`gconv_edu.ConvGeometry`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+if "MPLBACKEND" not in os.environ and not os.environ.get("DISPLAY"):
+    matplotlib.use("Agg")  # headless by default; a notebook or MPLBACKEND still picks its own backend
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Patch, Rectangle
+
+from .groups import group_of_channel
+
+# Okabe-Ito, reordered so that the first colours are the most distinct on white (yellow is last but one).
+PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+NEUTRAL = "#9A9A9A"  # things that belong to no group (shuffles, dense layers, reference lines)
+
+
+# --------------------------------------------------------------------------- where figures go
+def figures_dir() -> Path:
+    """``$GCONV_FIGURES_DIR`` or ``figures/`` at the repository root (created if missing)."""
+    override = os.environ.get("GCONV_FIGURES_DIR")
+    folder = Path(override) if override else Path(__file__).resolve().parents[1] / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def fast_mode() -> bool:
+    """True when ``$GCONV_LESSONS_FAST`` is set to anything but "", "0": lessons then use smaller sizes."""
+    return os.environ.get("GCONV_LESSONS_FAST", "") not in ("", "0")
+
+
+def save(fig: Any, name: str, dpi: int = 110) -> Path:
+    """Write ``fig`` as ``figures_dir()/name`` (a .png), close it, print and return the path."""
+    if not name.endswith(".png"):
+        raise ValueError(f"name={name!r} must end with '.png'")
+    path = figures_dir() / name
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    print(f"[figure] {path}")
+    return path
+
+
+# --------------------------------------------------------------------------- colours
+def group_color(group: int) -> str:
+    """The colour of group ``group`` (0-based) in every figure of the course."""
+    return PALETTE[group % len(PALETTE)]
+
+
+def channel_colors(channels: int, groups: int) -> list[str]:
+    """(channels,) colours: each channel takes the colour of the group that owns it."""
+    return [group_color(int(g)) for g in group_of_channel(channels, groups)]
+
+
+def group_legend(ax: Any, groups: int, loc: str = "upper right", max_entries: int = 8, **kwargs: Any) -> None:
+    """A legend with one patch per group (at most ``max_entries``; more would only repeat colours)."""
+    shown = min(groups, max_entries)
+    handles = [Patch(color=group_color(g), label=f"group {g}") for g in range(shown)]
+    ax.legend(handles=handles, loc=loc, fontsize=8, **kwargs)
+
+
+# --------------------------------------------------------------------------- diagrams
+def draw_channel_column(ax: Any, x: float, colors: Sequence[str], label: str | None = None, size: float = 60) -> None:
+    """One column of channel dots at abscissa ``x``, channel 0 at the top, with an optional label above."""
+    count = len(colors)
+    ys = _channel_y(count)
+    ax.scatter(np.full(count, x), ys, s=size, c=list(colors), edgecolors="black", linewidths=0.6, zorder=3)
+    if label:
+        ax.text(x, 1.07, label, ha="center", va="bottom", fontsize=9)
+
+
+def _channel_y(count: int) -> np.ndarray:
+    """Vertical positions of ``count`` channels in [0, 1], channel 0 at the top."""
+    return np.linspace(1.0, 0.0, count) if count > 1 else np.array([0.5])
+
+
+def draw_links(ax: Any, x0: float, x1: float, adjacency: np.ndarray, colors: Sequence[str], alpha: float = 0.7) -> None:
+    """Lines from channel ``i`` at ``x0`` to channel ``j`` at ``x1`` wherever ``adjacency[j, i]`` is true.
+
+    adjacency: (channels at x1, channels at x0), boolean; ``colors[j]`` colours the lines into channel ``j``.
+    """
+    y0, y1 = _channel_y(adjacency.shape[1]), _channel_y(adjacency.shape[0])
+    for j, i in zip(*np.nonzero(adjacency)):
+        ax.plot([x0, x1], [y0[i], y1[j]], color=colors[j], alpha=alpha, linewidth=1.0, zorder=1)
+
+
+def connection_matrix(in_channels: int, out_channels: int, groups: int) -> np.ndarray:
+    """(C_out, C_in) boolean: output channel j reads input channel i. Block-diagonal with ``groups`` blocks."""
+    return group_of_channel(out_channels, groups)[:, None] == group_of_channel(in_channels, groups)[None, :]
+
+
+def draw_connections(ax: Any, in_channels: int, out_channels: int, groups: int, title: str | None = None) -> None:
+    """The channel-to-filter diagram of one grouped layer: inputs (left), filters = outputs (right), coloured by group.
+
+    A filter is connected to exactly the ``in_channels // groups`` inputs of its own group; nothing crosses groups.
+    """
+    links = connection_matrix(in_channels, out_channels, groups)
+    draw_channel_column(ax, 0.0, channel_colors(in_channels, groups), "input\nchannels")
+    draw_channel_column(ax, 1.0, channel_colors(out_channels, groups), "filters =\noutput channels")
+    draw_links(ax, 0.0, 1.0, links, channel_colors(out_channels, groups))
+    ax.set_xlim(-0.25, 1.25)
+    ax.set_ylim(-0.08, 1.25)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=10)
+
+
+def draw_block_matrix(
+    ax: Any,
+    matrix: np.ndarray,
+    groups: int,
+    title: str | None = None,
+    cmap: Any = "Greys",
+    mask_zeros: bool = False,
+    **imshow_kwargs: Any,
+) -> Any:
+    """A (rows, columns) matrix as an image, each diagonal group block outlined in its group's colour.
+
+    rows = C_out (or filters), columns = C_in (or filters): both divide into ``groups`` equal blocks.
+    ``mask_zeros`` draws exact zeros white and everything else in visible greys (for weight-structure pictures).
+    Returns the image (for a colour bar).
+    """
+    rows, columns = matrix.shape
+    if mask_zeros:
+        # Structural zeros stay white; the darkest grey is the largest entry, the lightest stays visibly grey.
+        largest = float(np.max(np.abs(matrix))) or 1.0
+        imshow_kwargs = {"vmin": -0.35 * largest, "vmax": largest, **imshow_kwargs}
+        matrix = np.ma.masked_where(matrix == 0, matrix)
+        colormap = plt.get_cmap(cmap).copy()
+        colormap.set_bad("white")
+        cmap = colormap
+    image = ax.imshow(matrix, cmap=cmap, interpolation="nearest", **imshow_kwargs)
+    for g in range(groups):
+        height, width = rows / groups, columns / groups
+        outline = Rectangle(
+            (g * width - 0.5, g * height - 0.5), width, height, fill=False, edgecolor=group_color(g), linewidth=2.5
+        )
+        ax.add_patch(outline)
+    ax.set_xlabel("input channel")
+    ax.set_ylabel("output channel (filter)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return image
+
+
+def draw_grid(
+    ax: Any,
+    values: np.ndarray,
+    origin: tuple[float, float] = (0.0, 0.0),
+    highlights: Sequence[tuple[np.ndarray, str]] = (),
+    fmt: str = "{:.0f}",
+    label: str | None = None,
+) -> None:
+    """A small 2-D array drawn cell by cell with its values; each (mask, colour) in ``highlights`` tints its cells.
+
+    values: (rows, columns); masks: (rows, columns) boolean; origin: bottom-left corner in data coordinates;
+    row 0 is drawn at the top (as an image is read). Overlapping tints mix, so shared cells show as such.
+    """
+    rows, columns = values.shape
+    x0, y0 = origin
+    for r in range(rows):
+        for c in range(columns):
+            corner = (x0 + c, y0 + rows - 1 - r)
+            ax.add_patch(Rectangle(corner, 1, 1, facecolor="white", edgecolor="black", linewidth=0.6))
+            for mask, color in highlights:
+                if mask[r, c]:
+                    ax.add_patch(Rectangle(corner, 1, 1, facecolor=color, alpha=0.45, edgecolor="none"))
+            text = fmt.format(values[r, c])
+            ax.text(x0 + c + 0.5, y0 + rows - 0.5 - r, text, ha="center", va="center", fontsize=7)
+    if label:
+        ax.text(x0 + columns / 2, y0 + rows + 0.3, label, ha="center", va="bottom", fontsize=9)
+
+
+def bar_labels(ax: Any, bars: Any, fmt: str = "{:.3g}") -> None:
+    """Write each bar's height above it."""
+    for bar in bars:
+        height = bar.get_height()
+        ax.annotate(
+            fmt.format(height),
+            (bar.get_x() + bar.get_width() / 2, height),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            xytext=(0, 2),
+            textcoords="offset points",
+        )

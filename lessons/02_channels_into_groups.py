@@ -1,0 +1,148 @@
+# %% [markdown]
+# # Lesson 2: how channels partition into groups
+#
+# In lesson 1 every filter read every input channel. A *grouped* convolution (AlexNet, 2012: "filter groups") cuts
+# the C_in input channels into G equal groups and the C_out filters into G equal groups; the filters of group g read
+# only the input channels of group g. Group g owns
+#
+# - input channels `[g*C_in/G, (g+1)*C_in/G)`, output channels `[g*C_out/G, (g+1)*C_out/G)`,
+# - and each of its filters has shape `(C_in/G, kH, kW)`: the weight tensor is `(C_out, C_in/G, kH, kW)`.
+#
+# G = 1 is the ordinary (dense) convolution; G = C_in is *depthwise* (one input channel per filter, lesson 6).
+# We check two equivalent views: G independent small convolutions, and one dense convolution whose weight is zero
+# outside G diagonal blocks.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+from _common import check, close
+
+import gconv_edu as gc
+from gconv_edu import viz
+from gconv_edu.groups import block_diagonal_weight, group_slices
+
+rng = np.random.default_rng(0)
+
+# %% [markdown]
+# ## Step 1: which channels belong to which group
+
+# %%
+c_in, c_out = 8, 8
+for groups in (1, 2, 4, 8):
+    slices = group_slices(c_in, c_out, groups)
+    owned = ", ".join(
+        f"g{g}: in {s_in.start}..{s_in.stop - 1} -> out {s_out.start}..{s_out.stop - 1}"
+        for g, (s_in, s_out) in enumerate(slices)
+    )
+    print(f"G={groups}: {owned}")
+check(
+    "the group slices cover every channel exactly once (G=4)",
+    sorted(i for s, _ in group_slices(8, 8, 4) for i in range(s.start, s.stop)) == list(range(8)),
+)
+
+# %% [markdown]
+# ### Figure: the channel-to-filter connections
+#
+# Each line is one `(C_in/G) x kH x kW` slice of weights: a filter reading an input channel. With G groups the
+# diagram falls apart into G disconnected pieces, and the number of lines (the weights) drops by G.
+
+# %%
+fig, axes = plt.subplots(1, 4, figsize=(13, 4.2))
+for ax, groups in zip(axes, (1, 2, 4, 8)):
+    name = "dense" if groups == 1 else ("depthwise" if groups == c_in else f"{groups} groups")
+    links = c_out * c_in // groups
+    viz.draw_connections(ax, c_in, c_out, groups, title=f"G={groups} ({name}): {links} connections")
+fig.suptitle(
+    "Filters connect only to the input channels of their own group: G groups cut the connections by G", fontsize=12
+)
+viz.save(fig, "02_group_connections.png")
+
+# %% [markdown]
+# ## Step 2: a grouped convolution is G independent convolutions
+#
+# Slice the input channels and the filters of each group, convolve each group on its own with `groups=1`, and stack
+# the outputs along the channel axis. That is the definition; `gc.conv2d(..., groups=G)` must agree.
+
+# %%
+groups = 4
+x = rng.standard_normal((2, c_in, 7, 6))
+weight = rng.standard_normal((c_out, c_in // groups, 3, 3))  # (C_out, C_in/G, kH, kW)
+bias = rng.standard_normal(c_out)
+pieces = [
+    gc.conv2d(x[:, s_in], weight[s_out], bias[s_out], padding=1, backend="im2col")
+    for s_in, s_out in group_slices(c_in, c_out, groups)
+]
+y_pieces = np.concatenate(pieces, axis=1)
+y_grouped = gc.conv2d(x, weight, bias, padding=1, groups=groups, backend="naive")
+print("weight shape", weight.shape, "-> output shape", y_grouped.shape)
+check("concatenation of G separate convolutions == gc.conv2d(groups=4, backend='naive')", close(y_pieces, y_grouped))
+
+# %% [markdown]
+# ## Step 3: the weight as a block-diagonal matrix
+#
+# Look at one kernel tap (p, q): the dense weight `W[:, :, p, q]` is a C_out x C_in matrix that maps the input
+# channels to the output channels. Grouping keeps only the G diagonal blocks of size (C_out/G) x (C_in/G) and
+# forces the rest to zero. `gconv_edu.groups.block_diagonal_weight` writes that dense weight out, so a dense
+# convolution (G = 1) with it must give the grouped result.
+
+# %%
+dense_weight = block_diagonal_weight(weight, groups)  # (C_out, C_in, kH, kW)
+y_dense = gc.conv2d(x, dense_weight, bias, padding=1, groups=1, backend="im2col")
+check("grouped conv == dense conv with the block-diagonal weight", close(y_grouped, y_dense))
+zero_share = float(np.mean(dense_weight == 0))
+print(f"share of the dense weight that is structurally zero: {zero_share:.2f} (= 1 - 1/G = {1 - 1 / groups:.2f})")
+check("a fraction 1 - 1/G of the dense weight is zero", abs(zero_share - (1 - 1 / groups)) < 1e-12)
+nonzero_per_row = np.count_nonzero(dense_weight[:, :, 0, 0], axis=1)
+check("every filter (row) has exactly C_in/G non-zero entries per tap", bool(np.all(nonzero_per_row == c_in // groups)))
+
+# %%
+fig, axes = plt.subplots(1, 4, figsize=(13, 3.7))
+for ax, g in zip(axes, (1, 2, 4, 8)):
+    w_g = rng.standard_normal((c_out, c_in // g, 3, 3))
+    magnitude = np.abs(block_diagonal_weight(w_g, g)).sum(axis=(2, 3))  # (C_out, C_in): weight mass per channel pair
+    viz.draw_block_matrix(
+        ax, magnitude, g, title=f"G={g}: {c_out * c_in // g} of {c_out * c_in} channel pairs", mask_zeros=True
+    )
+fig.suptitle(
+    "As a C_out x C_in matrix the grouped weight is block-diagonal (grey: sum of |w| over the 3x3 taps; "
+    "white: always 0)",
+    fontsize=11,
+)
+viz.save(fig, "02_block_diagonal_weight.png")
+
+# %% [markdown]
+# ## Step 4: the gradient keeps the structure
+#
+# If the dense layer is trained with the block-diagonal weight, does the gradient stay inside the blocks? The
+# gradient of an entry is the correlation of its input channel with its output channel's upstream gradient, which is
+# not zero in general. So a dense layer *initialised* block-diagonal would drift out of it: grouping is a constraint
+# kept by the layer's shape, not by the initial values. Lesson 5 derives these gradients.
+
+# %%
+dy = rng.standard_normal(y_dense.shape)
+_, dw_dense, _ = gc.conv2d_backward(dy, x, dense_weight, padding=1)
+_, dw_grouped, _ = gc.conv2d_backward(dy, x, weight, padding=1, groups=groups)
+off_block = block_diagonal_weight(np.ones_like(weight), groups) == 0
+print(f"dense gradient, largest |dw| outside the blocks: {np.abs(dw_dense[off_block]).max():.2f}")
+check(
+    "the dense gradient inside the blocks == the grouped gradient",
+    close(block_diagonal_weight(dw_grouped, groups)[~off_block], dw_dense[~off_block]),
+)
+check(
+    "the dense gradient outside the blocks is not zero (a dense layer would leave the block structure)",
+    np.abs(dw_dense[off_block]).max() > 1e-3,
+)
+
+# %% [markdown]
+# ## Summary
+#
+# - Group g: inputs `[g*C_in/G, (g+1)*C_in/G)`, outputs `[g*C_out/G, (g+1)*C_out/G)`; weight `(C_out, C_in/G, kH, kW)`.
+# - grouped conv == G separate convolutions == dense conv with a block-diagonal weight (1 - 1/G of it zero).
+#
+# **Exercise:** `lessons/exercises/ex1_groups.py` (`group_slices` and `conv_cost`; lesson 3 has the cost formulas),
+# then add groups to your loop in `ex2_naive_forward.py`. Grade with
+# `gconv-edu grade lessons/exercises/ex1_groups.py lessons/exercises/ex2_naive_forward.py`.
+
+# %%
+print("\nExercise: lessons/exercises/ex1_groups.py (and groups in ex2_naive_forward.py)")
+print("grade it with: gconv-edu grade lessons/exercises/ex1_groups.py lessons/exercises/ex2_naive_forward.py")

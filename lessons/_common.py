@@ -1,0 +1,36 @@
+"""Two tiny helpers every lesson uses: a printed, asserted check, and a median timer.
+
+Lessons import it as ``from _common import check, median_seconds``: the lesson's own folder is on ``sys.path`` both
+when run as ``python lessons/NN_name.py`` and when opened as a notebook from ``lessons/``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+def check(claim: str, condition: bool | np.bool_) -> None:
+    """Print the claim, and stop the lesson if it is false (every step checks itself against the previous one)."""
+    print(f"  check: {claim} ... {'ok' if condition else 'FAILED'}")
+    assert condition, claim
+
+
+def close(a: Any, b: Any, rtol: float = 1e-5, atol: float = 1e-6) -> bool:
+    """Same numbers up to rounding; float32 sums over a few hundred terms differ in the last digits."""
+    return bool(np.allclose(a, b, rtol=rtol, atol=atol))
+
+
+def median_seconds(function: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``function()`` in seconds, after ``warmup`` calls (compilation, caches) not counted."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
