@@ -4,6 +4,7 @@ from .api import conv2d, conv2d_backward, use_backend
 from .backends import available_backends
 from .geometry import ConvGeometry
 from .gradcheck import gradcheck
+from .transpose import conv_transpose2d, conv_transpose2d_backward
 
 __version__ = "0.1.0"
 
@@ -13,6 +14,8 @@ __all__ = [
     "available_backends",
     "conv2d",
     "conv2d_backward",
+    "conv_transpose2d",
+    "conv_transpose2d_backward",
     "gradcheck",
     "use_backend",
 ]
