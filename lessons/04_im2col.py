@@ -1,0 +1,198 @@
+# %% [markdown]
+# # Lesson 4: im2col, and the grouped product as one batched GEMM
+#
+# The naive loop does one small dot product per output pixel. Computers are fastest at one big matrix product
+# (GEMM, tuned in BLAS for decades). *im2col* rewrites the convolution as one: copy every window of the input into
+# a column, and the convolution becomes `(filters) @ (columns)`.
+#
+# - columns: `(C_in * kH * kW, H_out * W_out)` per image, rows ordered (channel, kernel row, kernel column);
+# - filters: the weight reshaped to `(C_out, C_in/G * kH * kW)`.
+#
+# With groups, the rows of the column matrix come in G bands (one per group of input channels) and the product is
+# block-diagonal: G independent GEMMs of size `(C_out/G) x (C_in/G*kH*kW) x (H_out*W_out)`, which NumPy's `matmul`
+# runs as ONE batched call over a leading G axis. The price: the column matrix holds every input pixel up to
+# kH*kW times.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+from _common import check, close
+
+import gconv_edu as gc
+from gconv_edu import viz
+from gconv_edu.backends import im2col as im2col_backend
+from gconv_edu.groups import block_diagonal_weight
+
+rng = np.random.default_rng(0)
+
+# %% [markdown]
+# ## Step 1: unfold the windows into columns
+
+# %%
+n, c_in, c_out, groups, size, k = 1, 4, 4, 2, 5, 3
+x = rng.standard_normal((n, c_in, size, size))
+weight = rng.standard_normal((c_out, c_in // groups, k, k))
+geom = gc.ConvGeometry.from_shapes(x.shape, weight.shape, groups=groups)
+cols6 = im2col_backend.im2col(x, geom)  # (N, C_in, kH, kW, H_out, W_out)
+columns = cols6.reshape(c_in * k * k, geom.out_h * geom.out_w)  # (C_in*kH*kW, H_out*W_out), N = 1
+print("input", x.shape, "-> column matrix", columns.shape, f"= ({c_in}*{k}*{k}, {geom.out_h}*{geom.out_w})")
+i, j = 1, 2  # output pixel (1, 2) is column i*W_out + j
+check(
+    "column (1, 2) is the flattened window x[:, :, 1:4, 2:5]",
+    close(columns[:, i * geom.out_w + j], x[0, :, i : i + k, j : j + k].reshape(-1)),
+)
+
+# %% [markdown]
+# ## Step 2: the convolution is now a matrix product
+#
+# Dense view first: with the block-diagonal weight (lesson 2) reshaped to `(C_out, C_in*kH*kW)`, one GEMM gives the
+# output, (C_out, H_out*W_out).
+
+# %%
+dense_matrix = block_diagonal_weight(weight, groups).reshape(c_out, c_in * k * k)
+y_dense_gemm = (dense_matrix @ columns).reshape(1, c_out, geom.out_h, geom.out_w)
+y_naive = gc.conv2d(x, weight, groups=groups, backend="naive")
+check("block-diagonal weight @ columns == naive grouped conv", close(y_dense_gemm, y_naive))
+
+# %% [markdown]
+# ## Step 3: skip the zeros: one *batched* GEMM over groups
+#
+# Half of `dense_matrix` is zeros (1 - 1/G in general). Reshape instead: weight `(G, C_out/G, C_in/G*kH*kW)`,
+# columns `(G, C_in/G*kH*kW, H_out*W_out)`, and `np.matmul` multiplies group by group.
+
+# %%
+weight_grouped = weight.reshape(groups, c_out // groups, c_in // groups * k * k)
+columns_grouped = columns.reshape(groups, c_in // groups * k * k, geom.out_h * geom.out_w)
+# (G, C_out/G, H_out*W_out) = (G, C_out/G, C_in/G*kH*kW) @ (G, C_in/G*kH*kW, H_out*W_out)
+y_batched = np.matmul(weight_grouped, columns_grouped).reshape(1, c_out, geom.out_h, geom.out_w)
+check("batched GEMM over groups == dense GEMM with the block-diagonal weight", close(y_batched, y_dense_gemm))
+check(
+    "batched GEMM == gc.conv2d(backend='im2col') (which also chunks the batch)",
+    close(y_batched, gc.conv2d(x, weight, groups=groups, backend="im2col")),
+)
+print(
+    f"multiply-adds: dense GEMM {dense_matrix.size * columns.shape[1]}, batched {weight.size * columns.shape[1]} "
+    f"(= geometry.macs = {geom.macs})"
+)
+check("the batched GEMM does exactly geometry.macs multiply-adds", weight.size * columns.shape[1] == geom.macs)
+
+# A batch of several images with stride and padding, through the real backend:
+xb = rng.standard_normal((3, 6, 9, 8))
+wb = rng.standard_normal((9, 2, 3, 2))
+options = dict(stride=(2, 1), padding=1, groups=3)
+check(
+    "im2col backend == naive backend (N=3, G=3, stride (2,1), padding 1, 3x2 kernel)",
+    close(gc.conv2d(xb, wb, **options, backend="im2col"), gc.conv2d(xb, wb, **options, backend="naive")),
+)
+
+# %% [markdown]
+# ### Figure: the product, drawn with its group blocks
+#
+# Left to right: the dense weight matrix (only its diagonal blocks are non-zero), the column matrix (its row bands
+# belong to the groups of input channels), and the output (its row bands are the groups of output channels). Each
+# group's block multiplies only its own band of columns: the G products are independent.
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(13, 4.6), gridspec_kw={"width_ratios": [30, 9, 9], "wspace": 0.55})
+rows_per_group = c_in // groups * k * k
+viz.draw_block_matrix(axes[0], np.abs(dense_matrix), groups, mask_zeros=True)
+axes[0].set_xlabel("column-matrix row: (input channel, kernel row, kernel column)")
+axes[0].set_title(f"weight as (C_out, C_in*kH*kW) = {dense_matrix.shape}", fontsize=10)
+axes[1].imshow(columns, cmap="Greys", aspect="auto", interpolation="nearest")
+for g in range(groups):
+    band = plt.Rectangle(
+        (-0.5, g * rows_per_group - 0.5),
+        columns.shape[1],
+        rows_per_group,
+        fill=False,
+        edgecolor=viz.group_color(g),
+        linewidth=3,
+    )
+    axes[1].add_patch(band)
+axes[1].set_xlabel("output pixel (i*W_out + j)")
+axes[1].set_ylabel("(input channel, kernel row, kernel column)")
+axes[1].set_title(f"columns {columns.shape}", fontsize=10)
+viz.draw_block_matrix(axes[2], y_naive.reshape(c_out, -1), 1)
+for g in range(groups):
+    band = plt.Rectangle(
+        (-0.5, g * c_out // groups - 0.5),
+        columns.shape[1],
+        c_out // groups,
+        fill=False,
+        edgecolor=viz.group_color(g),
+        linewidth=3,
+    )
+    axes[2].add_patch(band)
+for ax in axes:
+    ax.set_aspect("auto")
+    ax.yaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+for left_ax, right_ax, symbol in ((axes[0], axes[1], "@"), (axes[1], axes[2], "=")):
+    # halfway between the panels, left of the right panel's y label
+    middle = left_ax.get_position().x1 + 0.25 * (right_ax.get_position().x0 - left_ax.get_position().x1)
+    fig.text(middle, 0.5, symbol, fontsize=22, ha="center", va="center")
+axes[2].set_xlabel("output pixel (i*W_out + j)")
+axes[2].set_title(f"output (C_out, H_out*W_out) = {(c_out, geom.out_h * geom.out_w)}", fontsize=10)
+fig.suptitle(
+    f"im2col: G={groups} groups make the product block-diagonal, i.e. {groups} independent GEMMs (one batched matmul)",
+    fontsize=12,
+)
+viz.save(fig, "04_im2col_gemm.png")
+
+# %% [markdown]
+# ## Step 4: the workspace: what the speed costs in memory
+#
+# The column matrix has `N * C_in * kH * kW * H_out * W_out` entries: with stride 1 and "same" padding, kH*kW
+# copies of the input. `gconv_edu`'s im2col backend therefore processes the batch in chunks whose columns fit a cap
+# (`GCONV_IM2COL_WORKSPACE_MB`, default 256 MiB); `batch_chunk` says how many images a chunk holds.
+
+# %%
+NAMED = {  # the named configs of `gconv-edu bench` (C_in, C_out, k, padding, G, H=W), batch 8
+    "alexnet-conv2": (96, 256, 5, 2, 2, 27),
+    "resnext-g32": (128, 128, 3, 1, 32, 56),
+    "mobilenet-dw": (64, 64, 3, 1, 64, 112),
+    "shufflenet-pw-g8": (384, 384, 1, 0, 8, 28),
+    "dense-3x3": (64, 64, 3, 1, 1, 56),
+}
+names, input_mib, workspace_mib = [], [], []
+for name, (ci, co, kk, pad, g, hw) in NAMED.items():
+    geo = gc.ConvGeometry.from_shapes((8, ci, hw, hw), (co, ci // g, kk, kk), padding=pad, groups=g)
+    workspace = geo.batch * geo.in_channels * geo.kernel_area * geo.out_h * geo.out_w * 4
+    chunk = im2col_backend.batch_chunk(geo, 4)
+    names.append(name)
+    input_mib.append(np.prod(geo.x_shape) * 4 / 2**20)
+    workspace_mib.append(workspace / 2**20)
+    print(
+        f"{name:<18} input {input_mib[-1]:6.1f} MiB  columns {workspace_mib[-1]:7.1f} MiB "
+        f"({workspace_mib[-1] / input_mib[-1]:4.1f}x)  -> chunks of {chunk} image(s) under the 256 MiB cap"
+    )
+check(
+    "with stride 1 and 'same' padding the workspace is exactly kH*kW times the input",
+    all(abs(w / i - NAMED[nm][2] ** 2) < 1e-9 for nm, i, w in zip(names, input_mib, workspace_mib)),
+)
+
+# %%
+fig, ax = plt.subplots(figsize=(8.5, 4))
+positions = np.arange(len(names))
+viz.bar_labels(ax, ax.bar(positions - 0.2, input_mib, 0.4, color=viz.NEUTRAL, label="input x"), "{:.1f}")
+viz.bar_labels(ax, ax.bar(positions + 0.2, workspace_mib, 0.4, color=viz.PALETTE[5], label="im2col columns"), "{:.0f}")
+ax.set_xticks(positions, [f"{nm}\n{NAMED[nm][2]}x{NAMED[nm][2]}" for nm in names], fontsize=8)
+ax.set_ylabel("MiB (float32, batch 8)")
+ax.set_title("im2col's column buffer is kH*kW times the input: 25x for 5x5, 9x for 3x3, 1x for 1x1", fontsize=10)
+ax.legend(fontsize=8)
+viz.save(fig, "04_im2col_workspace.png")
+
+# %% [markdown]
+# ## What we learned
+#
+# - im2col turns a (grouped) convolution into one batched GEMM `(G, C_out/G, K) @ (G, K, pixels)`,
+#   `K = C_in/G * kH * kW`; the block-diagonal zeros are never multiplied.
+# - It buys BLAS speed with kH*kW times the input in workspace. With many groups the per-group GEMMs get thin
+#   (K = 9 for depthwise 3x3), and a GEMM that thin is limited by memory, not arithmetic: lesson 7.
+#
+# **Exercise:** `lessons/exercises/ex3_im2col.py` (`im2col` and a grouped `conv2d_forward` with one batched matmul);
+# grade it with `gconv-edu grade lessons/exercises/ex3_im2col.py`.
+
+# %%
+print("\nExercise: lessons/exercises/ex3_im2col.py")
+print("grade it with: gconv-edu grade lessons/exercises/ex3_im2col.py")
