@@ -197,3 +197,14 @@ def bar_labels(ax: Any, bars: Any, fmt: str = "{:.3g}") -> None:
             xytext=(0, 2),
             textcoords="offset points",
         )
+
+
+def draw_reach_markers(ax: Any, x: float, reach: np.ndarray, step: float = 0.09) -> None:
+    """Beside a channel column at ``x``: for each channel, one small square per input group whose data reaches it.
+
+    reach: (channels, groups) boolean. A channel fed by every group shows every group's colour.
+    """
+    ys = _channel_y(reach.shape[0])
+    for channel, y in enumerate(ys):
+        for group in np.nonzero(reach[channel])[0]:
+            ax.scatter(x + step * (group + 1.5), y, marker="s", s=22, color=group_color(int(group)), zorder=3)
