@@ -61,6 +61,9 @@ REGISTRY: dict[str, Backend] = {
     for backend in (
         Backend("naive", ".naive", "cpu"),
         Backend("im2col", ".im2col", "cpu"),
+        Backend("numba", ".numba_cpu", "cpu"),
+        Backend("cupy", ".cupy_gpu", "gpu", "im2col_forward", "im2col_backward"),
+        Backend("cupy-raw", ".cupy_gpu", "gpu", "raw_forward", "raw_backward"),
     )
 }
 
