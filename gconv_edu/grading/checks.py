@@ -1,0 +1,97 @@
+"""Compare a student's result with the reference and say, in one line, what is wrong.
+
+A message names what was checked, what is wrong with it (shape expected vs got, dtype, how many values are wrong, the
+largest absolute error and the first wrong index), a hint where the pattern is known (:mod:`.hints`), and the case and
+its seed. It never contains a reference value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from .sandbox import GradingFailure
+
+Hint = Callable[[], "str | None"]
+
+# Relative to the largest reference value. Student code may sum in any order: in float64 that moves results by ~1e-15,
+# so 1e-9 is far above rounding and far below any real bug. A float32 sum of the ~100 products here rounds to a few
+# 1e-6 of the scale; 1e-4 leaves room for any summation order, while every bug we know of errs by more than 1e-2.
+RELATIVE_TOLERANCE = {"float64": 1e-9, "float32": 1e-4}
+
+
+def tolerance(expected: np.ndarray, dtype: str) -> float:
+    """Absolute tolerance for comparing with ``expected``: relative tolerance times its scale (at least 1e-3)."""
+    scale = float(np.max(np.abs(expected))) if expected.size else 1.0
+    return RELATIVE_TOLERANCE[str(dtype)] * max(scale, 1e-3)
+
+
+def close(got: Any, expected: np.ndarray, dtype: str) -> bool:
+    """True when ``got`` has the expected shape and values (dtype not checked): the test used by hints."""
+    if not isinstance(got, np.ndarray) or got.shape != expected.shape or got.dtype.kind not in "fiu":
+        return False
+    return bool(np.all(np.abs(got.astype(np.float64) - expected) <= tolerance(expected, dtype)))
+
+
+def first_hint(hints: Iterable[Hint]) -> str | None:
+    """The first hint that recognises the mistake. A hint that itself fails (e.g. re-running code that hangs) is
+    skipped: a hint is a bonus, never a reason for a different score."""
+    for hint in hints:
+        try:
+            found = hint()
+        except (GradingFailure, ValueError, TypeError, IndexError, FloatingPointError):
+            continue
+        if found:
+            return found
+    return None
+
+
+def fail(message: str, label: str, hints: Iterable[Hint] = ()) -> None:
+    found = first_hint(hints)
+    raise GradingFailure(message + (f"; hint: {found}" if found else "") + f" [{label}]")
+
+
+def check_array(
+    what: str,
+    got: Any,
+    expected: np.ndarray,
+    dtype: str,
+    label: str,
+    hints: Iterable[Hint] = (),
+    shape_hints: Iterable[Hint] = (),
+) -> None:
+    """Raise a :class:`GradingFailure` with one line unless ``got`` matches ``expected`` in type, shape, dtype, values.
+
+    ``dtype`` is the dtype the result must have (the inputs'); ``expected`` is the float64 reference.
+    """
+    if not isinstance(got, np.ndarray):
+        fail(f"{what} should be a numpy.ndarray of shape {expected.shape}, got {type(got).__name__}", label)
+    if got.shape != expected.shape:
+        fail(f"{what}.shape expected {expected.shape}, got {got.shape}", label, shape_hints)
+    if got.dtype != np.dtype(dtype):
+        fail(
+            f"{what}.dtype expected {dtype} (the inputs' dtype), got {got.dtype}",
+            label,
+            [lambda: "create the output with dtype=x.dtype (np.zeros defaults to float64)"],
+        )
+    error = np.abs(got.astype(np.float64) - expected)
+    wrong = ~(error <= tolerance(expected, dtype))  # NaN counts as wrong
+    if wrong.any():
+        first = tuple(int(i) for i in np.argwhere(wrong)[0])
+        largest = float(np.nanmax(error)) if not np.all(np.isnan(error)) else float("nan")
+        nan_note = f", {int(np.isnan(got).sum())} NaN" if np.isnan(got).any() else ""
+        fail(
+            f"{what}: {int(wrong.sum())} of {wrong.size} values wrong{nan_note}, max abs error {largest:.3g}, "
+            f"first wrong at index {first}",
+            label,
+            hints,
+        )
+
+
+def check_equal(what: str, got: Any, expected: Any, label: str, hints: Iterable[Hint] = ()) -> None:
+    """Exact comparison for integers and small structures; prints what was got, never what was expected."""
+    if got != expected:
+        shown = repr(got)
+        fail(f"{what} is wrong (got {shown if len(shown) < 120 else shown[:117] + '...'})", label, hints)

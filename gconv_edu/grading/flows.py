@@ -1,0 +1,115 @@
+"""What one test of a convolution exercise does: call the student, compare, explain (shared by ex2 to ex5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import hints
+from .cases import ConvCase, Im2colCase
+from .checks import check_array, close
+from .exercises import CONV_ARGS
+from .sandbox import GradingFailure, StudentFile
+
+BACKWARD_ARGS = ("dy", "x", "weight", "stride", "padding", "dilation", "groups")
+IM2COL_ARGS = ("x", "kernel_size", "stride", "padding", "dilation")
+
+
+def _quietly_passes(check: Any) -> bool:
+    """For isolation hints: does the student's code pass this (control) check?"""
+    try:
+        check()
+    except GradingFailure:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- forward
+def run_forward(student: StudentFile, case: ConvCase, function: str = "conv2d_forward") -> tuple:
+    """(inputs, reference, student's y) for one case."""
+    x, weight, bias = case.inputs()
+    expected = case.forward_reference(x, weight, bias)
+    got = student.call(function, *case.forward_args(x, weight, bias), argument_names=CONV_ARGS)
+    return (x, weight, bias), expected, got
+
+
+def check_forward(student: StudentFile, case: ConvCase, function: str = "conv2d_forward", explain: bool = True) -> None:
+    """y of ``function(x, weight, bias, stride, padding, dilation, groups)`` against the reference, one-line failure."""
+    (x, weight, bias), expected, got = run_forward(student, case, function)
+    if not explain:
+        check_array("y", got, expected, case.dtype, case.label)
+        return
+    shape = tuple(got.shape) if isinstance(got, np.ndarray) else ()
+    value_hints = hints.forward_value_hints(case, x, weight, bias, expected, got)
+    isolation = hints.isolate("forward", case, lambda c: _quietly_passes(lambda: check_forward(student, c, function,
+                                                                                                explain=False)))  # fmt: skip
+    check_array(
+        "y",
+        got,
+        expected,
+        case.dtype,
+        case.label,
+        hints=[*value_hints, isolation],
+        shape_hints=[*hints.forward_shape_hints(case, shape), isolation],
+    )
+
+
+# --------------------------------------------------------------------------- backward
+def check_backward(student: StudentFile, case: ConvCase, output: str, explain: bool = True) -> None:
+    """One of dx, dw, db of ``conv2d_backward(dy, x, weight, stride, padding, dilation, groups)``."""
+    x, weight, _ = case.inputs()
+    dy = case.upstream()
+    expected = dict(zip(("dx", "dw", "db"), case.backward_reference(dy, x, weight)))[output]
+    result = student.call(
+        "conv2d_backward", dy, x, weight, case.stride, case.padding, case.dilation, case.groups,
+        argument_names=BACKWARD_ARGS,
+    )  # fmt: skip
+    if not (isinstance(result, (tuple, list)) and len(result) == 3):
+        raise GradingFailure(
+            f"conv2d_backward should return a tuple (dx, dw, db), got {type(result).__name__}"
+            + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "")
+            + f" [{case.label}]"
+        )
+    got = result[("dx", "dw", "db").index(output)]
+    if not explain:
+        check_array(output, got, expected, case.dtype, case.label)
+        return
+    shape = tuple(got.shape) if isinstance(got, np.ndarray) else ()
+    value_hints = {"dx": hints.dx_value_hints, "dw": hints.dw_value_hints, "db": hints.db_value_hints}[output]
+    shape_hints = {"dx": hints.dx_shape_hints, "dw": lambda c, s: [], "db": hints.db_shape_hints}[output]
+    isolation = hints.isolate(output, case, lambda c: _quietly_passes(lambda: check_backward(student, c, output,
+                                                                                              explain=False)))  # fmt: skip
+    check_array(
+        output,
+        got,
+        expected,
+        case.dtype,
+        case.label,
+        hints=[*value_hints(case, expected, got), isolation],
+        shape_hints=[*shape_hints(case, shape), isolation],
+    )
+
+
+# --------------------------------------------------------------------------- im2col
+def check_im2col(student: StudentFile, case: Im2colCase, explain: bool = True) -> None:
+    """``im2col(x, kernel_size, stride, padding, dilation)`` -> (N, C*kH*kW, H_out*W_out) against gconv_edu's."""
+    x = case.input()
+    expected = case.reference(x)
+    got = student.call("im2col", *case.args(x), argument_names=IM2COL_ARGS)
+    if not explain:
+        check_array("cols", got, expected, case.dtype, case.label)
+        return
+    isolation = hints.isolate("im2col", case, lambda c: _quietly_passes(lambda: check_im2col(student, c, False)))
+    check_array(
+        "cols",
+        got,
+        expected,
+        case.dtype,
+        case.label,
+        hints=[*hints.im2col_hints(case, expected, got), isolation],
+        shape_hints=[*hints.im2col_hints(case, expected, got), isolation],
+    )
+
+
+__all__ = ["check_backward", "check_forward", "check_im2col", "close", "run_forward"]
