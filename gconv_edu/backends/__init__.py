@@ -115,11 +115,25 @@ def check_backend_name(name: object, source: str = "backend") -> str:
     return name
 
 
+# The CPU rule of "auto", from `gconv-edu bench` (README, "Speed"): the direct Numba loops win while each output
+# pixel sums over a small window, C_in/G * kH * kW multiply-adds (depthwise 9, ResNeXt-g32 36); above that the
+# GEMM in im2col (BLAS: cache blocking, register tiling) wins (dense 3x3: 576, AlexNet conv2: 1200).
+NUMBA_MAX_WINDOW = 64
+AUTO_RULE = f"numba if C_in/G * kH * kW <= {NUMBA_MAX_WINDOW} (and numba is available), else im2col"
+
+
+def cpu_auto_choice(geom: ConvGeometry, available: list[str]) -> str:
+    """The CPU backend "auto" picks: see :data:`AUTO_RULE` (a pure function of the geometry, testable)."""
+    window = geom.in_channels_per_group * geom.kernel_area
+    if "numba" in available and window <= NUMBA_MAX_WINDOW:
+        return "numba"
+    return "im2col"
+
+
 def choose_auto(geom: ConvGeometry, on_gpu: bool) -> str:
     """The backend "auto" picks for this geometry.
 
-    GPU arrays go to a GPU backend. On the CPU, im2col's BLAS GEMM is the right default until faster CPU backends
-    are registered.
+    GPU arrays go to a GPU backend. On the CPU: :func:`cpu_auto_choice` (:data:`AUTO_RULE`).
     """
     available = available_backends()
     if on_gpu:
@@ -129,7 +143,7 @@ def choose_auto(geom: ConvGeometry, on_gpu: bool) -> str:
         raise BackendUnavailableError(
             f"backend='auto' got GPU arrays but no GPU backend is available here: {unavailable_reasons()}"
         )
-    return "im2col"
+    return cpu_auto_choice(geom, available)
 
 
 def get_backend(name: str) -> Backend:
