@@ -252,7 +252,7 @@ def backward_weight_atomic_launch(geom: ConvGeometry, dtype: Any, dy: Any, x: An
 
 
 # --------------------------------------------------------------------------- running the kernels
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled_kernel(source: str, name: str, options: tuple[str, ...]) -> Any:
     """The kernel ``name`` of ``kernels/source`` compiled with ``options`` (NVRTC), one module per option set."""
     code = (KERNEL_DIR / source).read_text()

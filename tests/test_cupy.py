@@ -1,0 +1,490 @@
+"""The GPU backends ("cupy", "cupy-raw"): what can be checked without a GPU, and GPU tests that skip without one.
+
+Without a GPU:
+- every ``kernels/*.cu`` compiles with ``nvcc -ptx`` for sm_80 and sm_90, float/double, 32/64-bit indices, with
+  exactly the ``-D`` options cupy_gpu gives NVRTC (skipped without nvcc); and with NVRTC itself where CuPy loads it;
+- the launch builders: arguments named and typed as the kernels declare them, grids covering every element, the
+  64-bit path above the 32-bit limit;
+- the kernels RUN on the CPU: the ``.cu`` files are compiled as C++ with a small shim (a block's CUDA threads as
+  coroutines, ``__syncthreads`` as a switch back to their scheduler, ``__shfl_down_sync`` through a buffer) and
+  driven by cupy_gpu's own launch code, against the float64 reference;
+- availability() and the error that gc.conv2d raises here.
+GPU tests carry the ``gpu`` marker and skip with the reason where no CUDA device is usable.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import reference as ref
+from conftest import assert_close, random_array
+
+import gconv_edu as gc
+from gconv_edu.backends import cupy_gpu
+from gconv_edu.geometry import ConvGeometry
+
+KERNEL_FILES = sorted(cupy_gpu.KERNEL_DIR.glob("*.cu"))
+GPU_REASON = cupy_gpu.availability()
+needs_gpu = pytest.mark.skipif(GPU_REASON is not None, reason=f"cupy backends: {GPU_REASON}")
+
+# name: (x shape, weight shape, stride, padding, dilation, groups, bias, noncontiguous inputs)
+CASES = {
+    "dense-3x3": ((2, 3, 7, 6), (4, 3, 3, 3), 1, 1, 1, 1, True, False),
+    "g2-s2-uneven": ((2, 4, 9, 8), (6, 2, 3, 3), 2, 1, 1, 2, False, True),
+    "g3-k2x3-s2x1-d2x1-pad2x0": ((1, 6, 10, 9), (3, 2, 2, 3), (2, 1), (2, 0), (2, 1), 3, True, False),
+    "depthwise-mult2-k5x5-same": ((2, 4, 8, 7), (8, 1, 5, 5), 1, "same", 1, 4, True, True),
+    "depthwise-k3x2-s3-d2": ((1, 3, 11, 10), (3, 1, 3, 2), 3, 1, 2, 3, False, False),
+    "pointwise-g2": ((2, 4, 5, 5), (4, 2, 1, 1), 1, 0, 1, 2, True, False),
+    "same-even-kernel": ((1, 2, 6, 8), (2, 2, 2, 4), 1, "same", 1, 1, True, False),
+    "depthwise-split-dw": ((2, 2, 24, 24), (2, 1, 3, 3), 1, 1, 1, 2, True, False),  # dw reduction in 2 splits
+}
+DTYPES = [pytest.param(np.float64, id="f64"), pytest.param(np.float32, id="f32")]
+
+
+def _case(name, dtype, seed=0):
+    x_shape, w_shape, stride, padding, dilation, groups, has_bias, noncontiguous = CASES[name]
+    rng = np.random.default_rng(seed)
+    x = random_array(rng, x_shape, dtype, noncontiguous)
+    weight = random_array(rng, w_shape, dtype, noncontiguous)
+    bias = rng.standard_normal(w_shape[0]).astype(dtype) if has_bias else None
+    options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    geom = ConvGeometry.from_shapes(x.shape, weight.shape, None if bias is None else bias.shape, **options)
+    dy = rng.standard_normal(geom.y_shape).astype(dtype)  # random upstream gradient, never all ones
+    return x, weight, bias, dy, options, geom
+
+
+def _geom(x_shape, w_shape, **options):
+    return ConvGeometry.from_shapes(x_shape, w_shape, None, **options)
+
+
+SMALL = _geom((2, 4, 9, 8), (6, 2, 3, 2), stride=2, padding=1, groups=2)
+HUGE = _geom((2, 1, 2**15, 2**15), (1, 1, 3, 3), padding=1)  # 2**31 input elements: needs 64-bit indices
+
+
+# --------------------------------------------------------------------------- the kernels' C signatures
+_KERNEL = re.compile(r'extern "C" __global__ void (?:__launch_bounds__\([^)]*\)\s*)?(\w+)\s*\(([^)]*)\)')
+
+
+def kernel_signatures() -> dict[tuple[str, str], list[tuple[str, str, bool]]]:
+    """(file, kernel) -> [(C declaration, name, is_pointer)] for every extern "C" kernel in kernels/*.cu."""
+    signatures = {}
+    for path in KERNEL_FILES:
+        code = re.sub(r"//[^\n]*", "", path.read_text())  # comments hold parentheses
+        for match in _KERNEL.finditer(code):
+            params = [" ".join(p.split()) for p in match.group(2).split(",")]
+            signatures[(path.name, match.group(1))] = [(p, re.findall(r"\w+", p)[-1], "*" in p) for p in params]
+    return signatures
+
+
+class Placeholder:
+    """Stands for a device array in a launch built without CuPy."""
+
+
+def all_launches(geom, dtype):
+    p = Placeholder
+    return [
+        cupy_gpu.forward_launch(geom, dtype, p(), p(), p(), p()),
+        cupy_gpu.backward_input_launch(geom, dtype, p(), p(), p()),
+        cupy_gpu.backward_weight_launch(geom, dtype, p(), p(), p()),
+        cupy_gpu.backward_weight_atomic_launch(geom, dtype, p(), p(), p()),
+    ]
+
+
+# --------------------------------------------------------------------------- launch building (no GPU)
+@pytest.mark.parametrize("geom", [SMALL, HUGE], ids=["small", "huge"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_launch_arguments_match_the_kernel_signatures(geom, dtype):
+    signatures = kernel_signatures()
+    launches = all_launches(geom, dtype)
+    assert {(launch.source, launch.name) for launch in launches} == set(signatures), "a kernel without a launch"
+    index = np.int64 if geom is HUGE else np.int32
+    for launch in launches:
+        params = signatures[(launch.source, launch.name)]
+        assert launch.arg_names == tuple(name for _, name, _ in params), launch.name
+        for (declaration, name, is_pointer), value in zip(params, launch.args, strict=True):
+            if is_pointer:
+                assert isinstance(value, Placeholder), f"{launch.name}: {name} should be an array"
+            else:
+                assert declaration.split()[-2] == "index_t", f"{launch.name}: {declaration}"
+                assert type(value) is index, f"{launch.name}: {name} is {type(value).__name__}, not {index.__name__}"
+        assert launch.block == (cupy_gpu.BLOCK_SIZE,)
+        assert ("-DINDEX_64BIT" in launch.options) == (index is np.int64)
+        scalar = "float" if dtype is np.float32 else "double"
+        assert f"-DSCALAR_T={scalar}" in launch.options
+        assert f"-DKERNEL_H={geom.kernel_h}" in launch.options and f"-DKERNEL_W={geom.kernel_w}" in launch.options
+
+
+@pytest.mark.parametrize(
+    "total, blocks", [(1, 1), (256, 1), (257, 2), (256 * 65536, 65536), (2**40, cupy_gpu.MAX_BLOCKS)]
+)
+def test_grid_1d_covers_every_element_or_strides(total, blocks):
+    assert cupy_gpu.grid_1d(total) == (blocks,)
+    threads = blocks * cupy_gpu.BLOCK_SIZE
+    assert threads >= total or blocks == cupy_gpu.MAX_BLOCKS  # beyond the cap, the kernels' grid-stride loop
+
+
+def test_forward_and_dx_grids_cover_their_outputs():
+    for launch, shape in zip(all_launches(SMALL, np.float32)[:2], (SMALL.y_shape, SMALL.x_shape)):
+        assert launch.grid[0] * cupy_gpu.BLOCK_SIZE >= np.prod(shape) > (launch.grid[0] - 1) * cupy_gpu.BLOCK_SIZE
+
+
+@pytest.mark.parametrize(
+    "geom",
+    [
+        SMALL,
+        _geom((8, 32, 112, 112), (32, 1, 3, 3), padding=1, groups=32),  # depthwise: few pairs, long reduction
+        _geom((8, 256, 56, 56), (256, 8, 3, 3), padding=1, groups=32),  # many pairs
+        _geom((1, 1, 5, 5), (1, 1, 5, 5)),  # a single term
+        HUGE,
+    ],
+    ids=["small", "depthwise", "resnext", "one-term", "huge"],
+)
+def test_weight_grad_splits_cover_the_reduction_without_empty_splits(geom):
+    splits, chunk = cupy_gpu.weight_grad_splits(geom)
+    terms = geom.batch * geom.out_h * geom.out_w
+    pairs = geom.out_channels * geom.in_channels_per_group
+    assert splits * chunk >= terms > (splits - 1) * chunk
+    assert 1 <= splits <= cupy_gpu.MAX_GRID_Y
+    launch = cupy_gpu.backward_weight_launch(geom, np.float32, None, None, None)
+    assert launch.grid == (pairs, splits)
+    assert launch.args[launch.arg_names.index("chunk")] == chunk
+    per_block = cupy_gpu.BLOCK_SIZE * cupy_gpu.MIN_TERMS_PER_THREAD
+    if pairs >= cupy_gpu.WEIGHT_GRAD_TARGET_BLOCKS:
+        assert splits == 1  # enough blocks already: no partial sums to add afterwards
+    # Either the GPU gets its target number of blocks, or one more split would leave threads under their minimum.
+    assert pairs * splits >= cupy_gpu.WEIGHT_GRAD_TARGET_BLOCKS or -(-terms // (splits + 1)) < per_block
+    if splits > 1:
+        assert chunk >= per_block // 2  # a split is never so short that its threads idle
+
+
+def test_depthwise_dw_is_split_to_fill_the_gpu():
+    geom = _geom((8, 32, 112, 112), (32, 1, 3, 3), padding=1, groups=32)
+    splits, _ = cupy_gpu.weight_grad_splits(geom)
+    assert splits * 32 >= cupy_gpu.WEIGHT_GRAD_TARGET_BLOCKS
+
+
+def test_index_width_switches_to_64_bit_above_the_32_bit_limit():
+    limit = cupy_gpu.INDEX32_LIMIT
+    assert limit < 2**31 - 1 and limit + cupy_gpu.MAX_BLOCKS * cupy_gpu.BLOCK_SIZE == 2**31 - 1
+    assert cupy_gpu.index_dtype(SMALL) is np.int32
+    assert cupy_gpu.index_dtype(_geom((1, 1, 1, limit), (1, 1, 1, 1))) is np.int32
+    assert cupy_gpu.index_dtype(_geom((1, 1, 1, limit + 1), (1, 1, 1, 1))) is np.int64
+    assert cupy_gpu.index_dtype(HUGE) is np.int64
+    # The output alone can be the large one (stride 1, no reduction in size).
+    assert cupy_gpu.index_dtype(_geom((1, 1, 1, 2**20), (2**12, 1, 1, 1))) is np.int64
+
+
+def test_unsupported_dtype_and_oversized_kernel_are_refused_clearly():
+    with pytest.raises(TypeError, match="dtype=float16"):
+        cupy_gpu.compile_options(np.float16, SMALL)
+    big = _geom((1, 1, 30, 30), (1, 1, 28, 28))
+    with pytest.raises(ValueError, match="28x28 has 784 taps"):
+        cupy_gpu.backward_weight_launch(big, np.float32, None, None, None)
+
+
+# --------------------------------------------------------------------------- the .cu files compile (no GPU)
+def test_kernels_are_self_contained_for_nvrtc():
+    assert len(KERNEL_FILES) == 4
+    for path in KERNEL_FILES:
+        assert not re.search(r"^\s*#\s*include", path.read_text(), re.M), f"{path.name}: NVRTC has no host headers"
+
+
+def _option_sets():
+    """The option sets to compile: float/double x 32/64-bit indices, as cupy_gpu builds them."""
+    return [cupy_gpu.compile_options(dtype, geom) for dtype in (np.float32, np.float64) for geom in (SMALL, HUGE)]
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+@pytest.mark.parametrize("path", KERNEL_FILES, ids=lambda p: p.name)
+def test_kernel_compiles_with_nvcc(path, arch, tmp_path):
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc not on PATH")
+    for options in _option_sets():
+        command = [nvcc, "-ptx", f"-arch={arch}", "-Werror", "all-warnings", *options, "-o", str(tmp_path / "k.ptx")]
+        result = subprocess.run([*command, str(path)], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{' '.join(command)} {path.name}:\n{result.stderr}"
+        assert f".entry {path.stem.replace('conv2d', 'gconv')}" in (tmp_path / "k.ptx").read_text()
+
+
+@pytest.mark.parametrize("path", KERNEL_FILES, ids=lambda p: p.name)
+def test_kernel_compiles_with_cupys_nvrtc(path):
+    try:
+        from cupy.cuda import nvrtc
+
+        nvrtc.getVersion()
+    except Exception as error:
+        pytest.skip(f"CuPy cannot load NVRTC here ({type(error).__name__})")
+    for options in _option_sets():
+        # The options CuPy adds itself when RawModule compiles (cupy/cuda/compiler.py).
+        full = (*options, "-arch=compute_80", "--device-as-default-execution-space", "-ftz=true")
+        program = nvrtc.createProgram(path.read_text(), path.name, (), ())
+        try:
+            nvrtc.compileProgram(program, full)
+        except nvrtc.NVRTCError:
+            pytest.fail(f"{path.name} {full}:\n{nvrtc.getProgramLog(program)}")
+        finally:
+            nvrtc.destroyProgram(program)
+
+
+# --------------------------------------------------------------------------- the kernels, run on the CPU (no GPU)
+_SHIM = r"""
+// The few CUDA built-ins the kernels use, emulated on the CPU. The threads of a block are coroutines (ucontext) run
+// by one OS thread; __syncthreads() hands control back to a scheduler that resumes every thread in turn, so each
+// thread runs from one barrier to the next before any runs on. The kernels call __shfl_down_sync in lock-step from
+// every thread of the block (uniform loops), so a barrier on each side of a shared buffer gives the warp shuffle's
+// result. Blocks run one after the other.
+#include <stdlib.h>
+#include <ucontext.h>
+struct dim3 { unsigned x = 1, y = 1, z = 1; };
+static dim3 gridDim, blockDim, blockIdx, threadIdx;
+static ucontext_t scheduler, contexts[1024];
+static bool finished[1024];
+static double shuffle_slots[1024];
+static void (*block_body)(void*);
+static void* block_closure;
+#define __global__
+#define __launch_bounds__(...)
+#define __shared__ static
+static void __syncthreads() { swapcontext(&contexts[threadIdx.x], &scheduler); }
+template <typename T> static T __shfl_down_sync(unsigned, T value, int offset) {
+    const unsigned tid = threadIdx.x;
+    shuffle_slots[tid] = (double)value;
+    __syncthreads();
+    T result = tid % 32 + offset < 32 ? (T)shuffle_slots[tid + offset] : value;
+    __syncthreads();
+    return result;
+}
+template <typename T> static T atomicAdd(T* address, T value) { T old = *address; *address = old + value; return old; }
+static void thread_main() { block_body(block_closure); finished[threadIdx.x] = true; }
+template <typename F> static void call_closure(void* closure) { (*(F*)closure)(); }
+template <typename F> static void run_grid(unsigned gx, unsigned gy, unsigned bx, F kernel) {
+    const size_t stack_size = 1 << 16;
+    char* stacks = (char*)malloc(stack_size * bx);
+    gridDim.x = gx; gridDim.y = gy; blockDim.x = bx;
+    block_body = call_closure<F>;
+    block_closure = &kernel;
+    for (unsigned y = 0; y < gy; ++y)
+        for (unsigned x = 0; x < gx; ++x) {
+            blockIdx.x = x; blockIdx.y = y;
+            for (unsigned t = 0; t < bx; ++t) {
+                getcontext(&contexts[t]);
+                contexts[t].uc_stack.ss_sp = stacks + t * stack_size;
+                contexts[t].uc_stack.ss_size = stack_size;
+                contexts[t].uc_link = &scheduler;
+                makecontext(&contexts[t], thread_main, 0);
+                finished[t] = false;
+            }
+            for (bool running = true; running;) {  // one round: every live thread runs to its next barrier or its end
+                running = false;
+                for (unsigned t = 0; t < bx; ++t) {
+                    if (finished[t]) continue;
+                    threadIdx.x = t;
+                    swapcontext(&scheduler, &contexts[t]);
+                    running = true;
+                }
+            }
+        }
+    free(stacks);
+}
+"""
+
+
+class CpuEmulator:
+    """Runs a :class:`cupy_gpu.KernelLaunch` on NumPy arrays: the real .cu sources compiled by g++ with the shim."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.signatures = kernel_signatures()
+        self.libraries: dict[tuple[str, ...], ctypes.CDLL] = {}
+
+    def _library(self, options: tuple[str, ...]) -> ctypes.CDLL:
+        if options not in self.libraries:
+            lines = [_SHIM] + [f'#include "{path}"' for path in KERNEL_FILES]
+            for (_, name), params in self.signatures.items():
+                declarations = ", ".join(declaration for declaration, _, _ in params)
+                names = ", ".join(param for _, param, _ in params)
+                lines.append(
+                    f'extern "C" void launch_{name}(unsigned gx, unsigned gy, unsigned bx, {declarations}) '
+                    f"{{ run_grid(gx, gy, bx, [=] {{ {name}({names}); }}); }}"
+                )
+            stem = self.directory / f"kernels{len(self.libraries)}"
+            stem.with_suffix(".cpp").write_text("\n".join(lines))
+            command = ["g++", "-std=c++17", "-O1", "-shared", "-fPIC", "-Wno-unknown-pragmas", *options]
+            command += ["-o", str(stem.with_suffix(".so")), str(stem.with_suffix(".cpp"))]
+            result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+            assert result.returncode == 0, result.stderr
+            self.libraries[options] = ctypes.CDLL(str(stem.with_suffix(".so")))
+        return self.libraries[options]
+
+    def __call__(self, launch) -> None:
+        params = self.signatures[(launch.source, launch.name)]
+        wide = "-DINDEX_64BIT" in launch.options
+        index, index_ctype = (np.int64, ctypes.c_longlong) if wide else (np.int32, ctypes.c_int)
+        scalar = np.float64 if "-DSCALAR_T=double" in launch.options else np.float32
+        function = getattr(self._library(launch.options), f"launch_{launch.name}")
+        function.argtypes = [ctypes.c_uint] * 3 + [ctypes.c_void_p if ptr else index_ctype for _, _, ptr in params]
+        values = []
+        for (_, name, is_pointer), value in zip(params, launch.args, strict=True):
+            if is_pointer:
+                assert value.dtype == scalar and value.flags.c_contiguous, f"{launch.name}: {name}"
+                values.append(value.ctypes.data)
+            else:
+                assert type(value) is index, f"{launch.name}: {name} is {type(value).__name__}"
+                values.append(int(value))
+        grid = (*launch.grid, 1)[:2]
+        function(grid[0], grid[1], launch.block[0], *values)
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    if shutil.which("g++") is None:
+        pytest.skip("g++ not on PATH (needed to run the kernels on the CPU)")
+    return CpuEmulator(tmp_path_factory.mktemp("cuda_on_cpu"))
+
+
+def _check_raw_backend(case, dtype, xp, run, compare=assert_close):
+    """cupy_gpu's raw forward/backward bodies with array module ``xp`` and launcher ``run``, vs the reference."""
+    x, weight, bias, dy, options, geom = _case(case, dtype)
+    y = cupy_gpu._raw_forward(
+        xp.asarray(x), xp.asarray(weight), None if bias is None else xp.asarray(bias), geom, xp, run
+    )
+    compare(y, ref.conv2d(x, weight, bias, **options), dtype, "y")
+    dx, dw, db = cupy_gpu._raw_backward(xp.asarray(dy), xp.asarray(x), xp.asarray(weight), geom, xp, run)
+    dw_atomic = cupy_gpu._raw_weight_grad_atomic(xp.asarray(dy), xp.asarray(x), geom, xp, run)
+    dx_ref, dw_ref, db_ref = ref.conv2d_backward(dy, x, weight, **options)
+    for got, want, label in ((dx, dx_ref, "dx"), (dw, dw_ref, "dw"), (db, db_ref, "db"), (dw_atomic, dw_ref, "dw")):
+        assert got.dtype == dtype, label
+        compare(got, want, dtype, label)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", list(CASES))
+def test_raw_kernels_on_cpu_emulation_match_reference(emulator, case, dtype):
+    _check_raw_backend(case, dtype, np, emulator)
+
+
+def test_split_case_really_splits():
+    *_, geom = _case("depthwise-split-dw", np.float32)
+    assert cupy_gpu.weight_grad_splits(geom)[0] == 2
+
+
+@pytest.mark.parametrize("case", ["g3-k2x3-s2x1-d2x1-pad2x0", "depthwise-split-dw"])
+def test_raw_kernels_64_bit_index_path_on_cpu_emulation(emulator, case, monkeypatch):
+    monkeypatch.setattr(cupy_gpu, "INDEX32_LIMIT", 0)  # every geometry now takes the -DINDEX_64BIT build
+    *_, geom = _case(case, np.float64)
+    assert "-DINDEX_64BIT" in cupy_gpu.compile_options(np.float64, geom)
+    _check_raw_backend(case, np.float64, np, emulator)
+
+
+# --------------------------------------------------------------------------- availability and errors (no GPU)
+def test_availability_says_why_not_here():
+    try:
+        import cupy
+
+        has_device = cupy.cuda.is_available()
+    except ImportError:
+        assert cupy_gpu.availability().startswith("cupy not installed")
+        return
+    if has_device:
+        pytest.skip("a CUDA device is usable here")
+    assert cupy_gpu.availability() == "no CUDA device"
+
+
+def test_availability_without_cupy_never_raises():
+    code = (
+        "import sys; sys.modules['cupy'] = None  # import cupy now fails\n"
+        "from gconv_edu.backends import cupy_gpu; print(cupy_gpu.availability())"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("cupy not installed")
+
+
+def test_availability_when_the_device_query_fails(monkeypatch):
+    cupy = pytest.importorskip("cupy")
+
+    def broken():
+        raise RuntimeError("driver exploded")
+
+    monkeypatch.setattr(cupy.cuda, "is_available", broken)
+    assert cupy_gpu.availability() == "no CUDA device (RuntimeError: driver exploded)"
+
+
+@pytest.mark.parametrize("backend", ["cupy", "cupy-raw"])
+def test_asking_for_a_gpu_backend_here_raises_a_clear_error(backend):
+    if GPU_REASON is None:
+        pytest.skip("the GPU backends are usable here")
+    assert backend not in gc.available_backends()
+    x, weight = np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2))
+    with pytest.raises(ValueError, match=re.escape(f"{backend}: {GPU_REASON}")):
+        gc.conv2d(x, weight, backend=backend)
+    with pytest.raises(ValueError, match=re.escape(f"{backend}: {GPU_REASON}")):
+        gc.conv2d_backward(np.ones((1, 1, 2, 2)), x, weight, backend=backend)
+
+
+# --------------------------------------------------------------------------- on a GPU
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("backend", ["cupy", "cupy-raw"])
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_backend_matches_reference_cupy_in_cupy_out(backend, case, dtype):
+    import cupy
+
+    x, weight, bias, dy, options, _ = _case(case, dtype)
+    on_device = [None if a is None else cupy.asarray(a) for a in (x, weight, bias, dy)]
+    y = gc.conv2d(*on_device[:3], backend=backend, **options)
+    assert isinstance(y, cupy.ndarray) and y.dtype == dtype
+    assert_close(cupy.asnumpy(y), ref.conv2d(x, weight, bias, **options), dtype, "y")
+    grads = gc.conv2d_backward(on_device[3], *on_device[:2], backend=backend, **options)
+    for got, want, label in zip(grads, ref.conv2d_backward(dy, x, weight, **options), ("dx", "dw", "db")):
+        assert isinstance(got, cupy.ndarray) and got.dtype == dtype, label
+        assert_close(cupy.asnumpy(got), want, dtype, label)
+
+
+@pytest.mark.parametrize("backend", ["cupy", "cupy-raw"])
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_backend_numpy_in_numpy_out(backend):
+    x, weight, bias, dy, options, _ = _case("g2-s2-uneven", np.float32)
+    y = gc.conv2d(x, weight, bias, backend=backend, **options)
+    assert isinstance(y, np.ndarray)
+    assert_close(y, ref.conv2d(x, weight, bias, **options), np.float32, "y")
+    grads = gc.conv2d_backward(dy, x, weight, backend=backend, **options)
+    assert all(isinstance(g, np.ndarray) for g in grads)
+
+
+@pytest.mark.parametrize("case", ["depthwise-split-dw", "g3-k2x3-s2x1-d2x1-pad2x0"])
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_raw_kernels_64_bit_path_and_atomic_contrast(case, monkeypatch):
+    import cupy
+
+    def compare(got, want, dtype, label):
+        assert_close(cupy.asnumpy(got), want, dtype, label)
+
+    _check_raw_backend(case, np.float64, cupy, cupy_gpu._run_on_gpu, compare)  # 32-bit build, atomic dw too
+    monkeypatch.setattr(cupy_gpu, "INDEX32_LIMIT", 0)
+    _check_raw_backend(case, np.float64, cupy, cupy_gpu._run_on_gpu, compare)  # the -DINDEX_64BIT build
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_raw_dw_is_deterministic():
+    import cupy
+
+    x, weight, _, dy, _, geom = _case("depthwise-split-dw", np.float32)
+    x, weight, dy = cupy.asarray(x), cupy.asarray(weight), cupy.asarray(dy)
+    first = cupy_gpu.raw_backward(dy, x, weight, geom)
+    for _ in range(3):
+        again = cupy_gpu.raw_backward(dy, x, weight, geom)
+        for a, b in zip(first, again):
+            assert bool((a == b).all()), "the same call gave different bits"
