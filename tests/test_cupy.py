@@ -119,6 +119,7 @@ def test_launch_arguments_match_the_kernel_signatures(geom, dtype):
         scalar = "float" if dtype is np.float32 else "double"
         assert f"-DSCALAR_T={scalar}" in launch.options
         assert f"-DKERNEL_H={geom.kernel_h}" in launch.options and f"-DKERNEL_W={geom.kernel_w}" in launch.options
+        assert f"-DSTRIDE_H={geom.stride[0]}" in launch.options and f"-DSTRIDE_W={geom.stride[1]}" in launch.options
 
 
 @pytest.mark.parametrize(

@@ -14,11 +14,12 @@ becomes one cuBLAS strided-batched GEMM.
 - db: ``dy.sum(axis=(0, 2, 3))``.
 
 The kernels are compiled by NVRTC through ``cupy.RawModule`` with ``-D`` options: the dtype (``SCALAR_T``), the
-index width (``INDEX_64BIT``) and the filter size (``KERNEL_H``, ``KERNEL_W``: a compile-time filter size lets the
-compiler unroll the tap loops). One module per option set, cached (:func:`_compiled_kernel`). Macros rather than C++
-templates keep the kernels plain C with ``extern "C"`` names, and let ``nvcc -ptx`` compile exactly what NVRTC
-compiles (tests/test_cupy.py does). Everything a launch needs (grid, block, the argument tuple with its NumPy scalar
-types) is built by pure functions (:func:`forward_launch` ...) that do not import CuPy, so it is tested without a GPU.
+index width (``INDEX_64BIT``), the filter size (``KERNEL_H``, ``KERNEL_W``: the compiler unrolls the tap loops) and
+the stride (``STRIDE_H``, ``STRIDE_W``: dx divides by it, cheap only for a constant). One module per option set,
+cached (:func:`_compiled_kernel`; CuPy also caches the binaries on disk). Macros rather than C++ templates keep the
+kernels plain C with ``extern "C"`` names, and let ``nvcc -ptx`` compile exactly what NVRTC compiles
+(tests/test_cupy.py does). Everything a launch needs (grid, block, the argument tuple with its NumPy scalar types) is
+built by pure functions (:func:`forward_launch` ...) that do not import CuPy, so it is tested without a GPU.
 
 Output size: ``H_out = (H + pad_top + pad_bottom - dh*(kH - 1) - 1) // sh + 1`` (likewise W_out).
 """
@@ -153,7 +154,8 @@ def index_dtype(geom: ConvGeometry) -> type[np.signedinteger]:
 
 
 def compile_options(dtype: Any, geom: ConvGeometry) -> tuple[str, ...]:
-    """The ``-D`` options every kernel is compiled with for this dtype and geometry (one cached module each)."""
+    """The ``-D`` options every kernel is compiled with for this dtype and geometry (one cached module each):
+    dtype, filter size, stride, block size, and ``-DINDEX_64BIT`` where :func:`index_dtype` asks for it."""
     scalar = _SCALAR_TYPES.get(np.dtype(dtype))
     if scalar is None:
         raise TypeError(f"dtype={np.dtype(dtype)} is not supported by cupy-raw; expected float32 or float64")
@@ -161,6 +163,8 @@ def compile_options(dtype: Any, geom: ConvGeometry) -> tuple[str, ...]:
         f"-DSCALAR_T={scalar}",
         f"-DKERNEL_H={geom.kernel_h}",
         f"-DKERNEL_W={geom.kernel_w}",
+        f"-DSTRIDE_H={geom.stride[0]}",
+        f"-DSTRIDE_W={geom.stride[1]}",
         f"-DBLOCK_SIZE={BLOCK_SIZE}",
     )
     return options + (("-DINDEX_64BIT",) if index_dtype(geom) is np.int64 else ())
@@ -180,8 +184,6 @@ def _geometry_args(geom: ConvGeometry) -> list[tuple[str, np.signedinteger]]:
         "out_w": geom.out_w,
         "in_per_group": geom.in_channels_per_group,
         "out_per_group": geom.out_channels_per_group,
-        "stride_h": geom.stride[0],
-        "stride_w": geom.stride[1],
         "pad_top": top,
         "pad_left": left,
         "dilation_h": geom.dilation[0],

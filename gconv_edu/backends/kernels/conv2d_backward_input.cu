@@ -23,7 +23,9 @@
 //
 // Compile-time parameters (cupy_gpu.py passes them with -D; the defaults let you compile this file alone):
 //   SCALAR_T (float or double), INDEX_64BIT (64-bit indices), KERNEL_H, KERNEL_W (the filter size, so the tap loops
-//   unroll and the per-tap output coordinates live in registers). No #include: NVRTC has no host headers.
+//   unroll and the per-tap output coordinates live in registers), STRIDE_H, STRIDE_W (sh, sw: a division or remainder
+//   by a constant 1 or 2 costs nothing or a shift, by a run-time value some twenty instructions).
+// No #include: NVRTC has no host headers.
 
 #ifndef SCALAR_T
 #define SCALAR_T float
@@ -33,6 +35,12 @@
 #endif
 #ifndef KERNEL_W
 #define KERNEL_W 3
+#endif
+#ifndef STRIDE_H
+#define STRIDE_H 1
+#endif
+#ifndef STRIDE_W
+#define STRIDE_W 1
 #endif
 
 typedef SCALAR_T scalar_t;
@@ -49,7 +57,7 @@ extern "C" __global__ void gconv_backward_input(
     const index_t batch, const index_t in_channels, const index_t height, const index_t width,
     const index_t out_channels, const index_t out_h, const index_t out_w,
     const index_t in_per_group, const index_t out_per_group,
-    const index_t stride_h, const index_t stride_w, const index_t pad_top, const index_t pad_left,
+    const index_t pad_top, const index_t pad_left,
     const index_t dilation_h, const index_t dilation_w)
 {
     const index_t taps = KERNEL_H * KERNEL_W;
@@ -71,14 +79,14 @@ extern "C" __global__ void gconv_backward_input(
 #pragma unroll
         for (int p = 0; p < KERNEL_H; ++p) {
             const index_t shifted = row + pad_top - p * dilation_h;
-            const bool hit = shifted >= 0 && shifted % stride_h == 0 && shifted / stride_h < out_h;
-            out_row[p] = hit ? shifted / stride_h : -1;
+            const bool hit = shifted >= 0 && shifted % STRIDE_H == 0 && shifted / STRIDE_H < out_h;
+            out_row[p] = hit ? shifted / STRIDE_H : -1;
         }
 #pragma unroll
         for (int q = 0; q < KERNEL_W; ++q) {
             const index_t shifted = col + pad_left - q * dilation_w;
-            const bool hit = shifted >= 0 && shifted % stride_w == 0 && shifted / stride_w < out_w;
-            out_col[q] = hit ? shifted / stride_w : -1;
+            const bool hit = shifted >= 0 && shifted % STRIDE_W == 0 && shifted / STRIDE_W < out_w;
+            out_col[q] = hit ? shifted / STRIDE_W : -1;
         }
 
         // dy of this sample's first filter in the group, and weight[g*(C_out/G), c_in_group, :, :].

@@ -28,7 +28,7 @@
 //
 // Compile-time parameters (cupy_gpu.py passes them with -D; the defaults let you compile this file alone):
 //   SCALAR_T (float or double), INDEX_64BIT (64-bit indices), KERNEL_H, KERNEL_W (filter size: the per-tap sums are
-//   a fixed-size register array), BLOCK_SIZE (threads per block, a multiple of 32; must match the launch).
+//   a fixed-size register array), STRIDE_H, STRIDE_W (sh, sw), BLOCK_SIZE (threads per block, a multiple of 32; must match the launch).
 // No #include: NVRTC has no host headers.
 
 #ifndef SCALAR_T
@@ -39,6 +39,12 @@
 #endif
 #ifndef KERNEL_W
 #define KERNEL_W 3
+#endif
+#ifndef STRIDE_H
+#define STRIDE_H 1
+#endif
+#ifndef STRIDE_W
+#define STRIDE_W 1
 #endif
 #ifndef BLOCK_SIZE
 #define BLOCK_SIZE 256
@@ -60,7 +66,7 @@ extern "C" __global__ void __launch_bounds__(BLOCK_SIZE) gconv_backward_weight(
     const index_t batch, const index_t in_channels, const index_t height, const index_t width,
     const index_t out_channels, const index_t out_h, const index_t out_w,
     const index_t in_per_group, const index_t out_per_group,
-    const index_t stride_h, const index_t stride_w, const index_t pad_top, const index_t pad_left,
+    const index_t pad_top, const index_t pad_left,
     const index_t dilation_h, const index_t dilation_w,
     const index_t chunk)  // terms per split (the last split may have fewer)
 {
@@ -86,8 +92,8 @@ extern "C" __global__ void __launch_bounds__(BLOCK_SIZE) gconv_backward_weight(
         const index_t ow = pixel - oh * out_w;
         const scalar_t grad = dy[(n * out_channels + k) * pixels + pixel];
         const scalar_t* x_channel = x + (n * in_channels + c) * height * width;
-        const index_t row0 = oh * stride_h - pad_top;
-        const index_t col0 = ow * stride_w - pad_left;
+        const index_t row0 = oh * STRIDE_H - pad_top;
+        const index_t col0 = ow * STRIDE_W - pad_left;
 #pragma unroll
         for (int p = 0; p < KERNEL_H; ++p) {
             const index_t row = row0 + p * dilation_h;

@@ -17,7 +17,7 @@
 // The default kernel gathers instead (one block per (k, c) pair, a fixed reduction tree).
 //
 // dw must be zeroed before the launch. Compile-time parameters as in the other kernels: SCALAR_T, INDEX_64BIT,
-// KERNEL_H, KERNEL_W. atomicAdd on double needs compute capability >= 6.0. No #include (NVRTC).
+// KERNEL_H, KERNEL_W, STRIDE_H, STRIDE_W. atomicAdd on double needs compute capability >= 6.0. No #include (NVRTC).
 
 #ifndef SCALAR_T
 #define SCALAR_T float
@@ -27,6 +27,12 @@
 #endif
 #ifndef KERNEL_W
 #define KERNEL_W 3
+#endif
+#ifndef STRIDE_H
+#define STRIDE_H 1
+#endif
+#ifndef STRIDE_W
+#define STRIDE_W 1
 #endif
 
 typedef SCALAR_T scalar_t;
@@ -43,7 +49,7 @@ extern "C" __global__ void gconv_backward_weight_atomic(
     const index_t batch, const index_t in_channels, const index_t height, const index_t width,
     const index_t out_channels, const index_t out_h, const index_t out_w,
     const index_t in_per_group, const index_t out_per_group,
-    const index_t stride_h, const index_t stride_w, const index_t pad_top, const index_t pad_left,
+    const index_t pad_top, const index_t pad_left,
     const index_t dilation_h, const index_t dilation_w)
 {
     const index_t taps = KERNEL_H * KERNEL_W;
@@ -58,8 +64,8 @@ extern "C" __global__ void gconv_backward_weight_atomic(
         const scalar_t grad = dy[idx];
         const scalar_t* x_group = x + (n * in_channels + group * in_per_group) * height * width;
         scalar_t* dw_filter = dw + k * in_per_group * taps;
-        const index_t row0 = oh * stride_h - pad_top;
-        const index_t col0 = ow * stride_w - pad_left;
+        const index_t row0 = oh * STRIDE_H - pad_top;
+        const index_t col0 = ow * STRIDE_W - pad_left;
         for (index_t c = 0; c < in_per_group; ++c) {
 #pragma unroll
             for (int p = 0; p < KERNEL_H; ++p) {

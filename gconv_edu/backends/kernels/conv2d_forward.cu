@@ -7,7 +7,7 @@
 //     idx = ((n * C_out + k) * H_out + oh) * W_out + ow,
 //
 // is the thread's global id. ow varies fastest, so the 32 threads of a warp write 32 neighbouring outputs
-// (one coalesced store) and read neighbouring inputs (stride_w apart). A grid-stride loop lets a grid smaller than
+// (one coalesced store) and read neighbouring inputs (STRIDE_W apart). A grid-stride loop lets a grid smaller than
 // the output cover all of it.
 //
 // Each thread computes one dot product over its filter's group only:
@@ -22,6 +22,7 @@
 //   SCALAR_T            float or double
 //   INDEX_64BIT         defined when an array has too many elements for 32-bit indices (see cupy_gpu.index_dtype)
 //   KERNEL_H, KERNEL_W  the filter size: fixed at compile time so the compiler fully unrolls the tap loops
+//   STRIDE_H, STRIDE_W  the stride (sh, sw above), also fixed: multiplying by a constant is cheaper
 // No #include: NVRTC (which CuPy uses) has no host headers.
 
 #ifndef SCALAR_T
@@ -32,6 +33,12 @@
 #endif
 #ifndef KERNEL_W
 #define KERNEL_W 3
+#endif
+#ifndef STRIDE_H
+#define STRIDE_H 1
+#endif
+#ifndef STRIDE_W
+#define STRIDE_W 1
 #endif
 
 typedef SCALAR_T scalar_t;
@@ -49,7 +56,7 @@ extern "C" __global__ void gconv_forward(
     const index_t batch, const index_t in_channels, const index_t height, const index_t width,
     const index_t out_channels, const index_t out_h, const index_t out_w,
     const index_t in_per_group, const index_t out_per_group,
-    const index_t stride_h, const index_t stride_w, const index_t pad_top, const index_t pad_left,
+    const index_t pad_top, const index_t pad_left,
     const index_t dilation_h, const index_t dilation_w)
 {
     const index_t taps = KERNEL_H * KERNEL_W;
@@ -66,8 +73,8 @@ extern "C" __global__ void gconv_forward(
         // The group's first input channel for this sample, and this filter's weights.
         const scalar_t* x_group = x + (n * in_channels + group * in_per_group) * height * width;
         const scalar_t* w_filter = weight + k * in_per_group * taps;
-        const index_t row0 = oh * stride_h - pad_top;  // top-left corner of the window, may be in the padding
-        const index_t col0 = ow * stride_w - pad_left;
+        const index_t row0 = oh * STRIDE_H - pad_top;  // top-left corner of the window, may be in the padding
+        const index_t col0 = ow * STRIDE_W - pad_left;
 
         scalar_t acc = bias[k];
         for (index_t c = 0; c < in_per_group; ++c) {
