@@ -52,7 +52,7 @@ class ConvCase:
         return (x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     # ------------------------------------------------------------------ geometry
-    def geometry(self):  # noqa: ANN201 - ConvGeometry, imported lazily
+    def geometry(self):
         from ..geometry import ConvGeometry
 
         return ConvGeometry.from_shapes(
@@ -162,8 +162,22 @@ FORWARD_CASES = [
 
 # Numba compiles once per argument-type signature (dtype, bias or None): few cases, both dtypes, both bias kinds.
 NUMBA_CASES = [c for c in FORWARD_CASES if c.id in ("basic", "groups3-kernel2x3", "depthwise", "everything-float32")]
-NUMBA_CASES.append(case("stride3-dilation2-float32", 1, 4, 4, 9, 8, seed=114, stride=(3, 2), dilation=(2, 1),
-                        groups=4, bias=False, dtype="float32"))  # fmt: skip
+NUMBA_CASES.append(
+    case(
+        "stride3-dilation2-float32",
+        1,
+        4,
+        4,
+        9,
+        8,
+        seed=114,
+        stride=(3, 2),
+        dilation=(2, 1),
+        groups=4,
+        bias=False,
+        dtype="float32",
+    )
+)
 
 BACKWARD_CASES = [
     case("basic", 2, 3, 4, 5, 5, seed=201),
@@ -226,12 +240,16 @@ class Im2colCase:
         return cols.reshape(n, c * geom.kernel_area, geom.out_h * geom.out_w)
 
     def features(self) -> list[str]:
-        return [name for name, off in (("stride", (1, 1)), ("dilation", (1, 1)), ("padding", (0, 0)))
-                if getattr(self, name) != off]  # fmt: skip
+        return [
+            name
+            for name, off in (("stride", (1, 1)), ("dilation", (1, 1)), ("padding", (0, 0)))
+            if getattr(self, name) != off
+        ]
 
     def without(self, feature: str) -> Im2colCase:
-        return dataclasses.replace(self, id=f"{self.id}-no-{feature}", **{feature: (1, 1) if feature != "padding"
-                                                                          else (0, 0)})  # fmt: skip
+        return dataclasses.replace(
+            self, id=f"{self.id}-no-{feature}", **{feature: (1, 1) if feature != "padding" else (0, 0)}
+        )
 
 
 IM2COL_CASES = [

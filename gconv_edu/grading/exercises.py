@@ -64,9 +64,7 @@ EXERCISES: dict[str, Exercise] = {
             {"conv2d_backward": ("dy", "x", "weight", "stride", "padding", "dilation", "groups")},
         ),
         # Numba compiles on the first call of each argument-type signature: seconds on a busy machine.
-        Exercise(
-            5, "ex5_numba.py", "the forward pass compiled with Numba", {"conv2d_forward": CONV_ARGS}, 5.0, 60.0
-        ),
+        Exercise(5, "ex5_numba.py", "the forward pass compiled with Numba", {"conv2d_forward": CONV_ARGS}, 5.0, 60.0),
         Exercise(
             6,
             "ex6_shuffle.py",

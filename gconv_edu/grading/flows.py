@@ -10,7 +10,7 @@ from . import hints
 from .cases import ConvCase, Im2colCase
 from .checks import check_array, close
 from .exercises import CONV_ARGS
-from .sandbox import GradingFailure, StudentFile
+from .sandbox import GradingFailure, StudentError, StudentFile
 
 BACKWARD_ARGS = ("dy", "x", "weight", "stride", "padding", "dilation", "groups")
 IM2COL_ARGS = ("x", "kernel_size", "stride", "padding", "dilation")
@@ -30,8 +30,26 @@ def run_forward(student: StudentFile, case: ConvCase, function: str = "conv2d_fo
     """(inputs, reference, student's y) for one case."""
     x, weight, bias = case.inputs()
     expected = case.forward_reference(x, weight, bias)
-    got = student.call(function, *case.forward_args(x, weight, bias), argument_names=CONV_ARGS)
+    got = _call(student, case, function, case.forward_args(x, weight, bias), CONV_ARGS)
     return (x, weight, bias), expected, got
+
+
+def _call(student: StudentFile, case: ConvCase | Im2colCase, function: str, args: tuple, names: tuple) -> Any:
+    """The student's ``function(*args)``; a failure message gets a hint (if any) and the case label."""
+    try:
+        return student.call(function, *args, argument_names=names)
+    except StudentError as error:
+        hint = _index_error_hint(error, case) if isinstance(case, ConvCase) else ""
+        raise StudentError(f"{error}{hint} [{case.label}]") from None
+
+
+def _index_error_hint(error: StudentError, case: ConvCase) -> str:
+    if "IndexError" in str(error) and case.kernel[0] != case.kernel[1]:
+        return (
+            f"; hint: the kernel is not square here (kH={case.kernel[0]}, kW={case.kernel[1]}): are kernel row and "
+            "column indices swapped somewhere (weight[k, c, p, q]: p < kH along rows, q < kW along columns)?"
+        )
+    return ""
 
 
 def check_forward(student: StudentFile, case: ConvCase, function: str = "conv2d_forward", explain: bool = True) -> None:
@@ -42,8 +60,9 @@ def check_forward(student: StudentFile, case: ConvCase, function: str = "conv2d_
         return
     shape = tuple(got.shape) if isinstance(got, np.ndarray) else ()
     value_hints = hints.forward_value_hints(case, x, weight, bias, expected, got)
-    isolation = hints.isolate("forward", case, lambda c: _quietly_passes(lambda: check_forward(student, c, function,
-                                                                                                explain=False)))  # fmt: skip
+    isolation = hints.isolate(
+        "forward", case, lambda c: _quietly_passes(lambda: check_forward(student, c, function, explain=False))
+    )
     check_array(
         "y",
         got,
@@ -61,10 +80,8 @@ def check_backward(student: StudentFile, case: ConvCase, output: str, explain: b
     x, weight, _ = case.inputs()
     dy = case.upstream()
     expected = dict(zip(("dx", "dw", "db"), case.backward_reference(dy, x, weight)))[output]
-    result = student.call(
-        "conv2d_backward", dy, x, weight, case.stride, case.padding, case.dilation, case.groups,
-        argument_names=BACKWARD_ARGS,
-    )  # fmt: skip
+    args = (dy, x, weight, case.stride, case.padding, case.dilation, case.groups)
+    result = _call(student, case, "conv2d_backward", args, BACKWARD_ARGS)
     if not (isinstance(result, (tuple, list)) and len(result) == 3):
         raise GradingFailure(
             f"conv2d_backward should return a tuple (dx, dw, db), got {type(result).__name__}"
@@ -78,8 +95,9 @@ def check_backward(student: StudentFile, case: ConvCase, output: str, explain: b
     shape = tuple(got.shape) if isinstance(got, np.ndarray) else ()
     value_hints = {"dx": hints.dx_value_hints, "dw": hints.dw_value_hints, "db": hints.db_value_hints}[output]
     shape_hints = {"dx": hints.dx_shape_hints, "dw": lambda c, s: [], "db": hints.db_shape_hints}[output]
-    isolation = hints.isolate(output, case, lambda c: _quietly_passes(lambda: check_backward(student, c, output,
-                                                                                              explain=False)))  # fmt: skip
+    isolation = hints.isolate(
+        output, case, lambda c: _quietly_passes(lambda: check_backward(student, c, output, explain=False))
+    )
     check_array(
         output,
         got,
@@ -96,7 +114,7 @@ def check_im2col(student: StudentFile, case: Im2colCase, explain: bool = True) -
     """``im2col(x, kernel_size, stride, padding, dilation)`` -> (N, C*kH*kW, H_out*W_out) against gconv_edu's."""
     x = case.input()
     expected = case.reference(x)
-    got = student.call("im2col", *case.args(x), argument_names=IM2COL_ARGS)
+    got = _call(student, case, "im2col", case.args(x), IM2COL_ARGS)
     if not explain:
         check_array("cols", got, expected, case.dtype, case.label)
         return

@@ -81,13 +81,22 @@ def forward_shape_hints(case: ConvCase, got: tuple[int, ...]) -> list[Hint]:
 
     expected = case.y_shape
     candidates = [
-        ("that is the shape for stride 1: use the stride in the output-size formula and the loops", size(stride=(1, 1))),
-        ("that is the shape without dilation: the dilated kernel spans dilation*(k-1) + 1 pixels", size(dilation=(1, 1))),
+        (
+            "that is the shape for stride 1: use the stride in the output-size formula and the loops",
+            size(stride=(1, 1)),
+        ),
+        (
+            "that is the shape without dilation: the dilated kernel spans dilation*(k-1) + 1 pixels",
+            size(dilation=(1, 1)),
+        ),
         ("that is the shape without padding: pad the input first", size(before=(0, 0), after=(0, 0))),
         ("that is the shape with padding on one side only: pad both sides", size(after=(0, 0))),
         ("kH and kW are swapped: weight.shape is (C_out, C_in // groups, kH, kW)", size(kernel=(kw, kh))),
-        ("H_out = (H + 2*pad - dilation*(k-1) - 1) // stride + 1 (note the + 1)", tuple(np.subtract(expected, (0, 0, 1, 1)))),
-    ]  # fmt: skip
+        (
+            "H_out = (H + 2*pad - dilation*(k-1) - 1) // stride + 1 (note the + 1)",
+            tuple(np.subtract(expected, (0, 0, 1, 1))),
+        ),
+    ]
     hints: list[Hint] = []
     for message, shape in candidates:
         hints.append(lambda m=message, s=tuple(int(v) for v in shape): m if s == got and s != expected else None)
@@ -116,46 +125,61 @@ def forward_value_hints(
     hints: list[Hint] = []
     if bias is not None:
         hints.append(
-            lambda: "bias was not added: add bias[k] to every pixel of output channel k"
-            if close(got, expected - bias.reshape(1, -1, 1, 1), dtype)
-            else None
+            lambda: (
+                "bias was not added: add bias[k] to every pixel of output channel k"
+                if close(got, expected - bias.reshape(1, -1, 1, 1), dtype)
+                else None
+            )
         )
     hints.append(
-        lambda: "the kernel is flipped: this conv2d is a cross-correlation (as in PyTorch), "
-        "y[.., i, j] = sum x[.., i*s + p*d, j*s + q*d] * w[.., p, q], no flipping"
-        if close(got, _reference(case, x, weight[:, :, ::-1, ::-1], bias), dtype)
-        else None
+        lambda: (
+            "the kernel is flipped: this conv2d is a cross-correlation (as in PyTorch), "
+            "y[.., i, j] = sum x[.., i*s + p*d, j*s + q*d] * w[.., p, q], no flipping"
+            if close(got, _reference(case, x, weight[:, :, ::-1, ::-1], bias), dtype)
+            else None
+        )
     )
     if case.kernel[0] == case.kernel[1]:
         hints.append(
-            lambda: "kernel rows and columns are swapped: weight[k, c, p, q] has p along H (rows) and q along W"
-            if close(got, _reference(case, x, weight.swapaxes(2, 3), bias), dtype)
-            else None
+            lambda: (
+                "kernel rows and columns are swapped: weight[k, c, p, q] has p along H (rows) and q along W"
+                if close(got, _reference(case, x, weight.swapaxes(2, 3), bias), dtype)
+                else None
+            )
         )
     if (ph, pw) != (0, 0):
 
         def one_side() -> str | None:
             for sides in (((2 * ph, 0), (2 * pw, 0)), ((0, 2 * ph), (0, 2 * pw))):
                 padded = np.pad(x, ((0, 0), (0, 0), *sides))
-                if close(got, _reference(case, padded, weight, bias, padding=(0, 0), h=padded.shape[2],
-                                         w=padded.shape[3]), dtype):  # fmt: skip
-                    return "all the padding went on one side: pad pad_h rows on top AND bottom, pad_w columns on each side"
+                if close(
+                    got,
+                    _reference(case, padded, weight, bias, padding=(0, 0), h=padded.shape[2], w=padded.shape[3]),
+                    dtype,
+                ):
+                    return (
+                        "all the padding went on one side: pad pad_h rows on top AND bottom, pad_w columns on each side"
+                    )
             return None
 
         hints.append(one_side)
     if g > 1:
         interleaved = np.concatenate([np.arange(group, case.c_in, g) for group in range(g)])
         hints.append(
-            lambda: "groups were taken as interleaved channels (c % G); group g owns the contiguous block "
-            "[g*C_in/G, (g+1)*C_in/G) of input channels"
-            if close(got, _reference(case, x[:, interleaved], weight, bias), dtype)
-            else None
+            lambda: (
+                "groups were taken as interleaved channels (c % G); group g owns the contiguous block "
+                "[g*C_in/G, (g+1)*C_in/G) of input channels"
+                if close(got, _reference(case, x[:, interleaved], weight, bias), dtype)
+                else None
+            )
         )
         first_block = np.concatenate([x[:, :channels_per_group]] * g, axis=1)
         hints.append(
-            lambda: "every group read the first group's input channels: offset the input slice by g*C_in/G"
-            if close(got, _reference(case, first_block, weight, bias), dtype)
-            else None
+            lambda: (
+                "every group read the first group's input channels: offset the input slice by g*C_in/G"
+                if close(got, _reference(case, first_block, weight, bias), dtype)
+                else None
+            )
         )
         hints.append(lambda: _wrong_groups(case, expected, got))
     return hints
@@ -166,8 +190,10 @@ def _wrong_groups(case: ConvCase, expected: np.ndarray, got: Any) -> str | None:
     if not isinstance(got, np.ndarray) or got.shape != expected.shape:
         return None
     per_group = case.c_out // case.groups
-    right = [close(got[:, g * per_group : (g + 1) * per_group], expected[:, g * per_group : (g + 1) * per_group],
-                   case.dtype) for g in range(case.groups)]  # fmt: skip
+    right = [
+        close(got[:, g * per_group : (g + 1) * per_group], expected[:, g * per_group : (g + 1) * per_group], case.dtype)
+        for g in range(case.groups)
+    ]
     if right[0] and not all(right):
         wrong = [str(g) for g, ok in enumerate(right) if not ok]
         return (
@@ -194,7 +220,8 @@ def dx_value_hints(case: ConvCase, expected: np.ndarray, got: Any) -> list[Hint]
         error = np.abs(got.astype(np.float64) - expected)
         overlap = np.broadcast_to(coverage(case) > 1, expected.shape)
         wrong = error > 1e-3 * max(float(np.max(np.abs(expected))), 1e-3)
-        if wrong.any() and not (wrong & ~overlap).any():
+        # Only telling when some pixels are covered once (and right) while overlapped ones are wrong.
+        if wrong.any() and (~overlap).any() and not (wrong & ~overlap).any():
             return (
                 "dx is right where one window covers a pixel and wrong where windows overlap: accumulate with += "
                 "(col2im must add every window's contribution, not overwrite)"
@@ -207,17 +234,24 @@ def dx_value_hints(case: ConvCase, expected: np.ndarray, got: Any) -> list[Hint]
 def dx_shape_hints(case: ConvCase, got: tuple[int, ...]) -> list[Hint]:
     (ph, pw) = case.padding
     padded = (case.n, case.c_in, case.h + 2 * ph, case.w + 2 * pw)
-    return [lambda: "dx still has the padding: crop it, dx_padded[:, :, pad_h:pad_h + H, pad_w:pad_w + W]"
-            if got == padded and (ph, pw) != (0, 0) else None]  # fmt: skip
+    return [
+        lambda: (
+            "dx still has the padding: crop it, dx_padded[:, :, pad_h:pad_h + H, pad_w:pad_w + W]"
+            if got == padded and (ph, pw) != (0, 0)
+            else None
+        )
+    ]
 
 
 def dw_value_hints(case: ConvCase, expected: np.ndarray, got: Any) -> list[Hint]:
     if case.n == 1:
         return []
     return [
-        lambda: f"dw is averaged over the batch (divided by N={case.n}): the gradient sums over samples"
-        if close(got * case.n if isinstance(got, np.ndarray) else None, expected, case.dtype)
-        else None
+        lambda: (
+            f"dw is averaged over the batch (divided by N={case.n}): the gradient sums over samples"
+            if close(got * case.n if isinstance(got, np.ndarray) else None, expected, case.dtype)
+            else None
+        )
     ]
 
 
@@ -229,15 +263,23 @@ def db_value_hints(case: ConvCase, expected: np.ndarray, got: Any) -> list[Hint]
         case.n: f"db is averaged over the batch (divided by N={case.n}); it is the SUM of dy over N, H_out and W_out",
     }
     return [
-        (lambda d=divisor, m=message: m if d > 1 and isinstance(got, np.ndarray) and close(got * d, expected,
-                                                                                            case.dtype) else None)
+        (
+            lambda d=divisor, m=message: (
+                m if d > 1 and isinstance(got, np.ndarray) and close(got * d, expected, case.dtype) else None
+            )
+        )
         for divisor, message in divisors.items()
-    ]  # fmt: skip
+    ]
 
 
 def db_shape_hints(case: ConvCase, got: tuple[int, ...]) -> list[Hint]:
-    return [lambda: "db has one value per output channel, shape (C_out,): dy.sum(axis=(0, 2, 3))"
-            if got != (case.c_out,) else None]  # fmt: skip
+    return [
+        lambda: (
+            "db has one value per output channel, shape (C_out,): dy.sum(axis=(0, 2, 3))"
+            if got != (case.c_out,)
+            else None
+        )
+    ]
 
 
 # --------------------------------------------------------------------------- im2col
@@ -249,7 +291,9 @@ def im2col_hints(case: Im2colCase, expected: np.ndarray, got: Any) -> list[Hint]
     def order() -> str | None:
         kernel_first = expected.reshape(n, c, kh, kw, length).transpose(0, 2, 3, 1, 4).reshape(expected.shape)
         if close(got, kernel_first, case.dtype):
-            return "rows are ordered (kernel row, kernel column, channel); the contract is (channel, kernel row, kernel column)"
+            return (
+                "rows are ordered (kernel row, kernel column, channel); the contract is (channel, kernel row, column)"
+            )
         swapped = expected.reshape(n, c, kh, kw, length).transpose(0, 1, 3, 2, 4).reshape(expected.shape)
         if close(got, swapped, case.dtype):
             return "kernel rows and columns are swapped in the row order: row index = (c*kH + p)*kW + q"

@@ -52,9 +52,15 @@ def format_table(results: dict[str, Any]) -> str:
 
 def gradescope(results: dict[str, Any]) -> dict[str, Any]:
     """Gradescope's results.json: score, execution_time, output, tests[] with the fields Gradescope reads."""
+    keys = [e["exercise"] for e in results["exercises"]]
+    repeated = {key for key in keys if keys.count(key) > 1}  # several files of one exercise: name tests by file
+
+    def name(test: dict[str, Any]) -> str:
+        return f"{Path(test['file']).name}: {test['name']}" if test["exercise"] in repeated else test["name"]
+
     tests = [
         {
-            "name": test["name"],
+            "name": name(test),
             "number": test["number"],
             "score": round(float(test["score"]), 4),
             "max_score": round(float(test["max_score"]), 4),
@@ -65,7 +71,9 @@ def gradescope(results: dict[str, Any]) -> dict[str, Any]:
         }
         for test in results["tests"]
     ]
-    summary = [f"{Path(e['file']).name}: {_points(e['score'])} / {_points(e['max_score'])}" for e in results["exercises"]]
+    summary = [
+        f"{Path(e['file']).name}: {_points(e['score'])} / {_points(e['max_score'])}" for e in results["exercises"]
+    ]
     summary += [f"{Path(e['file']).name}: {e['verdict']}" for e in results["exercises"] if e.get("verdict")]
     summary += [f"NOT GRADED: {error}" for error in results.get("errors", [])]
     return {

@@ -95,8 +95,8 @@ class StudentFile:
         if new:
             self.violations += new
             self.verdict = (
-                f"no credit for this exercise: {self.path.name} uses a library that computes it "
-                f"({'; '.join(self.violations)}); write your own implementation with NumPy"
+                f"{self.path.name} uses a library that computes the exercise ({'; '.join(self.violations)}): "
+                "no credit; write your own implementation with NumPy"
                 + (" and Numba" if "numba" in self.path.name else "")
             )
 

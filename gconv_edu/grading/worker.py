@@ -33,7 +33,7 @@ class ForbiddenImportBlocker(importlib.abc.MetaPathFinder):
         self.student_path = os.path.abspath(student_path)
         self.violations: list[str] = []
 
-    def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001 - MetaPathFinder's signature
+    def find_spec(self, fullname, path=None, target=None):
         if fullname.split(".")[0] not in self.forbidden:
             return None
         line = _student_line(traceback.extract_stack(), self.student_path)
@@ -68,7 +68,7 @@ def _modified(before: list, after: tuple) -> list[int]:
     return changed
 
 
-def _numba_report(module) -> dict[str, int]:  # noqa: ANN001
+def _numba_report(module) -> dict[str, int]:
     """Module-level Numba dispatchers and how many signatures each has compiled so far."""
     report = {}
     for name, value in vars(module).items():
@@ -89,7 +89,7 @@ def main(argv: list[str]) -> None:
         module = importlib.util.module_from_spec(spec)
         sys.modules["student_exercise"] = module
         spec.loader.exec_module(module)
-    except BaseException as error:  # noqa: BLE001 - a student's SystemExit at import is an import failure too
+    except BaseException as error:  # SystemExit at import is an import failure too
         connection.send(("error", _error(error, student_path), [], blocker.violations))
         return
     functions = [name for name, value in vars(module).items() if callable(value)]
@@ -106,15 +106,14 @@ def main(argv: list[str]) -> None:
         before = [copy.deepcopy(a) for a in args]
         try:
             result = getattr(module, name)(*args)
-        except BaseException as error:  # noqa: BLE001 - SystemExit/KeyboardInterrupt from student code are failures
+        except BaseException as error:  # sys.exit() in student code is a failed call too, not the end of grading
             connection.send(("error", _error(error, student_path), [], blocker.violations))
             continue
         modified = _modified(before, args)
         try:
             connection.send(("ok", result, modified, blocker.violations))
-        except Exception as error:  # noqa: BLE001 - e.g. a generator or a lambda cannot be pickled
+        except Exception:  # e.g. a generator or a lambda: pickling fails before anything is written
             info = {"type": "UnpicklableResult", "message": f"returned a {type(result).__name__}", "line": None}
-            del error
             connection.send(("error", info, [], blocker.violations))
 
 

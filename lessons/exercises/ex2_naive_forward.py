@@ -20,7 +20,8 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
         y: (N, C_out, H_out, W_out) with x's dtype, where
             H_out = (H + 2*ph - dh*(kH - 1) - 1) // sh + 1      W_out = (W + 2*pw - dw*(kW - 1) - 1) // sw + 1
         and, for output channel k in group g = k // (C_out/G), with Cg = C_in/G and xpad the zero-padded x:
-            y[n, k, i, j] = bias[k] + sum_{c < Cg, p < kH, q < kW} xpad[n, g*Cg + c, i*sh + p*dh, j*sw + q*dw] * weight[k, c, p, q]
+            y[n, k, i, j] = bias[k] + sum_{c < Cg, p < kH, q < kW}
+                                xpad[n, g*Cg + c, i*sh + p*dh, j*sw + q*dw] * weight[k, c, p, q]
     Do not modify x, weight or bias.
     """
     raise NotImplementedError("ex2: conv2d_forward")

@@ -9,8 +9,10 @@ from gconv_edu.grading.checks import check_equal, fail
 from gconv_edu.groups import group_slices
 
 EXERCISE = "ex1"
-ARGS = {"group_slices": ("c_in", "c_out", "groups"),
-        "conv_cost": ("c_in", "c_out", "kernel_size", "out_size", "groups", "bias")}  # fmt: skip
+ARGS = {
+    "group_slices": ("c_in", "c_out", "groups"),
+    "conv_cost": ("c_in", "c_out", "kernel_size", "out_size", "groups", "bias"),
+}
 
 SLICE_CASES = [(4, 6, 2), (6, 6, 3), (4, 8, 4), (3, 5, 1), (8, 4, 2), (12, 6, 3)]
 COST_CASES = [
@@ -25,7 +27,9 @@ COST_CASES = [
 def _as_ranges(pairs, c_in, c_out, label):
     """[(in_slice, out_slice), ...] -> [((start, stop), (start, stop)), ...]; one-line failure if not slices."""
     if not isinstance(pairs, (list, tuple)):
-        fail(f"group_slices should return a list of (input_slice, output_slice) pairs, got {type(pairs).__name__}", label)
+        fail(
+            f"group_slices should return a list of (input_slice, output_slice) pairs, got {type(pairs).__name__}", label
+        )
     ranges = []
     for group, pair in enumerate(pairs):
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(s, slice) for s in pair)):
@@ -45,8 +49,9 @@ def _as_ranges(pairs, c_in, c_out, label):
 def test_group_slices(student, c_in, c_out, groups):
     """group_slices"""
     label = f"c_in={c_in}, c_out={c_out}, groups={groups}"
-    got = _as_ranges(student.call("group_slices", c_in, c_out, groups, argument_names=ARGS["group_slices"]),
-                     c_in, c_out, label)  # fmt: skip
+    got = _as_ranges(
+        student.call("group_slices", c_in, c_out, groups, argument_names=ARGS["group_slices"]), c_in, c_out, label
+    )
     expected = _as_ranges(group_slices(c_in, c_out, groups), c_in, c_out, label)
     if len(got) != len(expected):
         fail(f"expected one (input_slice, output_slice) pair per group ({groups}), got {len(got)}", label)
@@ -58,10 +63,15 @@ def test_group_slices(student, c_in, c_out, groups):
                 right,
                 label,
                 hints=[
-                    lambda pair=pair, reference=reference: "the pair is (output, input); return (input_slice, "
-                    "output_slice)" if (pair[1], pair[0]) == reference else None,
-                    lambda what=what: f"group g owns {what} channels [g*C/G, (g+1)*C/G) with "
-                    f"C = {'C_in' if what == 'input' else 'C_out'}",
+                    lambda pair=pair, reference=reference: (
+                        "the pair is (output, input); return (input_slice, output_slice)"
+                        if (pair[1], pair[0]) == reference
+                        else None
+                    ),
+                    lambda what=what: (
+                        f"group g owns {what} channels [g*C/G, (g+1)*C/G) with "
+                        f"C = {'C_in' if what == 'input' else 'C_out'}"
+                    ),
                 ],
             )
 
@@ -82,7 +92,9 @@ def _cost_reference(c_in, c_out, kernel, out_size, groups, bias):
 @pytest.mark.parametrize(
     "c_in, c_out, kernel, out_size, groups, bias",
     COST_CASES,
-    ids=[f"{a}-{b}-k{k[0]}x{k[1]}-out{o[0]}x{o[1]}-g{g}{'-bias' if bias else ''}" for a, b, k, o, g, bias in COST_CASES],
+    ids=[
+        f"{a}-{b}-k{k[0]}x{k[1]}-out{o[0]}x{o[1]}-g{g}{'-bias' if bias else ''}" for a, b, k, o, g, bias in COST_CASES
+    ],
 )
 def test_conv_cost(student, c_in, c_out, kernel, out_size, groups, bias):
     """conv_cost"""
@@ -92,15 +104,36 @@ def test_conv_cost(student, c_in, c_out, kernel, out_size, groups, bias):
         fail(f"conv_cost should return a pair (parameters, multiply_adds), got {got!r}", label)
     params, macs = _cost_reference(c_in, c_out, kernel, out_size, groups, bias)
     weights = params - (c_out if bias else 0)
-    check_equal("parameters", got[0], params, label, hints=[
-        lambda: "that counts a dense layer: each filter sees only C_in/G input channels" if got[0] in
-        (weights * groups, weights * groups + c_out) and groups > 1 else None,
-        lambda: "the bias adds C_out parameters when bias=True, none when bias=False" if got[0] in
-        (weights, weights + c_out) else None,
-    ])  # fmt: skip
-    check_equal("multiply_adds", got[1], macs, label, hints=[
-        lambda: "that counts a dense layer: each output sums over C_in/G channels, not C_in" if got[1] ==
-        macs * groups and groups > 1 else None,
-        lambda: "that counts FLOPs (2 per multiply-add); count multiply-adds" if got[1] == 2 * macs else None,
-        lambda: "multiply-adds = C_out * H_out * W_out * (C_in/G) * kH * kW",
-    ])  # fmt: skip
+    check_equal(
+        "parameters",
+        got[0],
+        params,
+        label,
+        hints=[
+            lambda: (
+                "that counts a dense layer: each filter sees only C_in/G input channels"
+                if got[0] in (weights * groups, weights * groups + c_out) and groups > 1
+                else None
+            ),
+            lambda: (
+                "the bias adds C_out parameters when bias=True, none when bias=False"
+                if got[0] in (weights, weights + c_out)
+                else None
+            ),
+        ],
+    )
+    check_equal(
+        "multiply_adds",
+        got[1],
+        macs,
+        label,
+        hints=[
+            lambda: (
+                "that counts a dense layer: each output sums over C_in/G channels, not C_in"
+                if got[1] == macs * groups and groups > 1
+                else None
+            ),
+            lambda: "that counts FLOPs (2 per multiply-add); count multiply-adds" if got[1] == 2 * macs else None,
+            lambda: "multiply-adds = C_out * H_out * W_out * (C_in/G) * kH * kW",
+        ],
+    )

@@ -31,12 +31,26 @@ def test_channel_shuffle(student, name, shape, groups, dtype, seed):
     expected = channel_shuffle(x.astype(np.float64), groups)
     got = student.call("channel_shuffle", x, groups, argument_names=("x", "groups"))
     inverse = channel_shuffle(x.astype(np.float64), shape[1] // groups)
-    check_array("y", got, expected, dtype, f"case {name}, seed {seed}", hints=[
-        lambda: "channels are unchanged: reshape to (N, G, C/G, H, W), swap axes 1 and 2, reshape back"
-        if close(got, x.astype(np.float64), dtype) else None,
-        lambda: "wrong order (that is the inverse shuffle): reshape to (N, G, C/G, H, W), not (N, C/G, G, H, W), "
-        "then swap axes 1 and 2" if close(got, inverse, dtype) else None,
-    ])  # fmt: skip
+    check_array(
+        "y",
+        got,
+        expected,
+        dtype,
+        f"case {name}, seed {seed}",
+        hints=[
+            lambda: (
+                "channels are unchanged: reshape to (N, G, C/G, H, W), swap axes 1 and 2, reshape back"
+                if close(got, x.astype(np.float64), dtype)
+                else None
+            ),
+            lambda: (
+                "wrong order (that is the inverse shuffle): reshape to (N, G, C/G, H, W), not (N, C/G, G, H, W), "
+                "then swap axes 1 and 2"
+                if close(got, inverse, dtype)
+                else None
+            ),
+        ],
+    )
 
 
 @pytest.mark.points(5)
@@ -46,9 +60,23 @@ def test_channel_shuffle_backward(student, name, shape, groups, dtype, seed):
     dy = _data(shape, dtype, seed + 50)
     expected = channel_shuffle_backward(dy.astype(np.float64), groups)
     got = student.call("channel_shuffle_backward", dy, groups, argument_names=("dy", "groups"))
-    check_array("dx", got, expected, dtype, f"case {name}, seed {seed + 50}", hints=[
-        lambda: "that applies the shuffle again: the gradient of a permutation is its INVERSE permutation "
-        "(shuffling with C/G groups)" if close(got, channel_shuffle(dy.astype(np.float64), groups), dtype) else None,
-        lambda: "dx is dy unchanged: route each gradient back to the channel it came from"
-        if close(got, dy.astype(np.float64), dtype) else None,
-    ])  # fmt: skip
+    check_array(
+        "dx",
+        got,
+        expected,
+        dtype,
+        f"case {name}, seed {seed + 50}",
+        hints=[
+            lambda: (
+                "that applies the shuffle again: the gradient of a permutation is its INVERSE permutation "
+                "(shuffling with C/G groups)"
+                if close(got, channel_shuffle(dy.astype(np.float64), groups), dtype)
+                else None
+            ),
+            lambda: (
+                "dx is dy unchanged: route each gradient back to the channel it came from"
+                if close(got, dy.astype(np.float64), dtype)
+                else None
+            ),
+        ],
+    )

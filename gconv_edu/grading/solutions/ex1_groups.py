@@ -17,7 +17,8 @@ def conv_cost(
 ) -> tuple[int, int]:
     """(parameters, multiply_adds) for one sample.
 
-    parameters = C_out * (C_in/G) * kH * kW (+ C_out with bias); multiply_adds = C_out * H_out * W_out * (C_in/G) * kH * kW.
+    parameters = C_out * (C_in/G) * kH * kW (+ C_out with bias)
+    multiply_adds = C_out * H_out * W_out * (C_in/G) * kH * kW
     """
     k_h, k_w = kernel_size
     out_h, out_w = out_size

@@ -10,7 +10,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     where g = k // (C_out/G) and Cg = C_in/G. Shapes: x (N, C_in, H, W) -> y (N, C_out, H_out, W_out),
     H_out = (H + 2*ph - dh*(kH - 1) - 1) // sh + 1.
     """
-    n, c_in, h, w = x.shape
+    n, _, h, w = x.shape
     c_out, in_per_group, k_h, k_w = weight.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     out_per_group = c_out // groups
@@ -25,7 +25,9 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
             for i in range(out_h):
                 for j in range(out_w):
                     # (C_in/G, kH, kW): the dilated window under output pixel (i, j)
-                    window = channels[:, i * sh : i * sh + dh * (k_h - 1) + 1 : dh, j * sw : j * sw + dw * (k_w - 1) + 1 : dw]
+                    window = channels[
+                        :, i * sh : i * sh + dh * (k_h - 1) + 1 : dh, j * sw : j * sw + dw * (k_w - 1) + 1 : dw
+                    ]
                     y[b, k, i, j] = np.sum(window * weight[k])
             if bias is not None:
                 y[b, k] += bias[k]

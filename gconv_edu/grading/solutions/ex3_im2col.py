@@ -18,13 +18,15 @@ def im2col(x, kernel_size, stride, padding, dilation):
     for p in range(k_h):
         for q in range(k_w):
             # every output pixel's tap (p, q) at once: a strided slice of the padded input
-            cols[:, :, p, q] = xpad[:, :, p * dh : p * dh + sh * (out_h - 1) + 1 : sh, q * dw : q * dw + sw * (out_w - 1) + 1 : sw]
+            cols[:, :, p, q] = xpad[
+                :, :, p * dh : p * dh + sh * (out_h - 1) + 1 : sh, q * dw : q * dw + sw * (out_w - 1) + 1 : sw
+            ]
     return cols.reshape(n, c * k_h * k_w, out_h * out_w)
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     """y (N, C_out, H_out, W_out) = per group g: W_g (C_out/G, C_in/G*kH*kW) @ cols_g (C_in/G*kH*kW, H_out*W_out)."""
-    n, c_in, h, w = x.shape
+    n, _, h, w = x.shape
     c_out, in_per_group, k_h, k_w = weight.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     out_h = (h + 2 * ph - dh * (k_h - 1) - 1) // sh + 1

@@ -13,7 +13,7 @@ def conv2d_backward(dy, x, weight, stride, padding, dilation, groups):
     dxpad[n, g*Cg + c, i*sh + p*dh, j*sw + q*dw] += sum_k dy[n, k, i, j] * weight[k, c, p, q]   (accumulate!)
     db[k] = sum_{n, i, j} dy[n, k, i, j];  dx = dxpad without its padding.
     """
-    n, c_in, h, w = x.shape
+    h, w = x.shape[2:]
     c_out, in_per_group, k_h, k_w = weight.shape
     out_per_group = c_out // groups
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation

@@ -21,7 +21,9 @@ def _conv_loops(xpad, weight, y, sh, sw, dh, dw, groups):
                     for c in range(in_per_group):
                         for p in range(k_h):
                             for q in range(k_w):
-                                total += xpad[b, first_channel + c, i * sh + p * dh, j * sw + q * dw] * weight[k, c, p, q]
+                                total += (
+                                    xpad[b, first_channel + c, i * sh + p * dh, j * sw + q * dw] * weight[k, c, p, q]
+                                )
                     y[b, k, i, j] = total
 
 

@@ -1,0 +1,171 @@
+"""The autograder: self-check, classic wrong solutions, hangs, syntax errors, forbidden imports, reports, plugin."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gconv_edu.grading.cli import grade, main, self_check
+from gconv_edu.grading.exercises import EXERCISES, SOLUTIONS_DIR, STUBS_DIR, exercise_for_path
+from gconv_edu.grading.report import GRADESCOPE_TEST_FIELDS
+from gconv_edu.grading.sandbox import forbidden_imports
+
+ROOT = Path(__file__).resolve().parents[1]
+WRONG = ROOT / "tests" / "wrong_solutions"
+
+# Each classic bug must lose points, and at least one of its failures must carry the matching hint.
+CLASSIC_BUGS = {
+    "ex2_wrong_group_slicing.py": "interleaved channels",
+    "ex2_padding_one_side.py": "padding on one side only",
+    "ex2_dilation_ignored.py": "right without dilation",
+    "ex2_transposed_kernel.py": "kernel is not square here",
+    "ex4_stride_ignored_in_dx.py": "stride ignored in the backward pass",
+    "ex4_col2im_overwrites.py": "accumulate with +=",
+    "ex4_dw_averaged.py": "dw is averaged over the batch",
+    "ex4_db_mean.py": "db is a mean",
+    "ex6_wrong_shuffle_order.py": "that is the inverse shuffle",
+}
+OTHER_BAD_FILES = [
+    "ex2_hangs_on_stride.py",
+    "ex2_syntax_error.py",
+    "ex2_modifies_input.py",
+    "ex2_imports_gconv_edu.py",
+    "ex6_imports_gconv_edu_at_runtime.py",
+]
+
+
+@pytest.fixture(scope="module")
+def wrong_results():
+    """All wrong solutions graded once (1 s per call, so the hanging one costs seconds, not minutes)."""
+    results = grade([WRONG / name for name in [*CLASSIC_BUGS, *OTHER_BAD_FILES]], timeout=1.0)
+    assert not results["errors"], results["errors"]
+    return results
+
+
+def _tests_of(results, name):
+    return [t for t in results["tests"] if Path(t["file"]).name == name]
+
+
+def _exercise(results, name):
+    return next(e for e in results["exercises"] if Path(e["file"]).name == name)
+
+
+def test_self_check_solutions_full_stubs_zero(capsys):
+    assert sorted(p.name for p in STUBS_DIR.glob("ex*.py")) == sorted(e.stub for e in EXERCISES.values())
+    assert self_check() == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.count(" ok") == 2 * len(EXERCISES) and "self-check passed" in out
+
+
+@pytest.mark.parametrize("name", list(CLASSIC_BUGS))
+def test_classic_bug_loses_points_with_its_hint(wrong_results, name):
+    exercise = _exercise(wrong_results, name)
+    assert 0 < exercise["max_score"] and exercise["score"] < exercise["max_score"]
+    failed = [t["output"] for t in _tests_of(wrong_results, name) if t["status"] == "failed"]
+    assert any(CLASSIC_BUGS[name] in output for output in failed), failed
+    for output in failed:  # one line each, never a reference value dump or a traceback
+        assert "\n" not in output and "Traceback" not in output and "def test_" not in output
+
+
+def test_hanging_solution_times_out_only_where_it_hangs(wrong_results):
+    tests = _tests_of(wrong_results, "ex2_hangs_on_stride.py")
+    timed_out = [t for t in tests if "timed out after 1 s" in t["output"]]
+    hangs = {"stride2-uneven", "stride3-kernel2x3", "everything-float32"}  # the cases with stride > 1
+    assert {t["name"].split("[")[1].rstrip("]") for t in timed_out} == hangs
+    assert all(t["status"] == "passed" for t in tests if t not in timed_out)
+
+
+def test_syntax_error_scores_zero_with_line(wrong_results):
+    exercise = _exercise(wrong_results, "ex2_syntax_error.py")
+    assert exercise["score"] == 0 and "SyntaxError" in exercise["verdict"] and "line 16" in exercise["verdict"]
+
+
+def test_modifying_an_input_fails_naming_it(wrong_results):
+    tests = _tests_of(wrong_results, "ex2_modifies_input.py")
+    failed = [t for t in tests if t["status"] == "failed"]
+    assert failed and all("modified its input weight in place" in t["output"] for t in failed)
+    # A 1x1 kernel flipped in place is unchanged: that case passes, so the check is about values, not intent.
+    assert [t["name"] for t in tests if t["status"] == "passed"] == ["ex2: forward pass [kernel1x1-groups2]"]
+
+
+@pytest.mark.parametrize("name, line", [("ex2_imports_gconv_edu.py", 7), ("ex6_imports_gconv_edu_at_runtime.py", 7)])
+def test_using_gconv_edu_gives_no_credit(wrong_results, name, line):
+    exercise = _exercise(wrong_results, name)
+    assert exercise["score"] == 0 and f"import of gconv_edu at line {line}" in exercise["verdict"]
+    assert all(t["score"] == 0 and "no credit" in t["output"] for t in _tests_of(wrong_results, name))
+
+
+def test_forbidden_imports_found_statically():
+    source = "import numpy\nfrom gconv_edu.groups import channel_shuffle\nimport torch.nn as nn\n__import__('jax')\n"
+    found = forbidden_imports(ast.parse(source))
+    assert found == ["import of gconv_edu.groups at line 2", "import of torch.nn at line 3", "import of jax at line 4"]
+    assert forbidden_imports(ast.parse("import numpy as np\nfrom . import gconv_edu_helper\n")) == []
+
+
+def test_points_split_across_parametrized_cases(wrong_results):
+    tests = _tests_of(wrong_results, "ex4_db_mean.py")
+    by_test = {}
+    for test in tests:
+        by_test.setdefault(test["name"].split(" [")[0], []).append(test["max_score"])
+    assert {name: round(sum(points), 9) for name, points in by_test.items()} == {
+        "ex4: dx": 12,
+        "ex4: dw": 9,
+        "ex4: db": 4,
+    }
+    assert _exercise(wrong_results, "ex4_db_mean.py")["score"] == pytest.approx(21)  # only db's 4 points lost
+
+
+def test_gradescope_and_json_outputs(tmp_path, capsys):
+    files = [str(SOLUTIONS_DIR / "ex6_shuffle.py"), str(WRONG / "ex6_wrong_shuffle_order.py")]
+    code = main([*files, "--gradescope", str(tmp_path / "results.json"), "--json", str(tmp_path / "all.json")])
+    assert code == 0  # graded: 0 whatever the score
+    table = capsys.readouterr().out
+    assert "Score: 12 / 20" in table and "6.1" in table
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert isinstance(results["score"], float) and isinstance(results["execution_time"], float)
+    assert results["score"] == pytest.approx(sum(t["score"] for t in results["tests"])) == pytest.approx(12)
+    assert len(results["tests"]) == 20
+    for test in results["tests"]:
+        assert set(GRADESCOPE_TEST_FIELDS) <= set(test)
+        assert isinstance(test["name"], str) and isinstance(test["number"], str) and isinstance(test["output"], str)
+        assert 0 <= test["score"] <= test["max_score"] and test["status"] in ("passed", "failed")
+        assert test["output_format"] == "text" and test["visibility"] == "visible"
+    assert len({t["name"] for t in results["tests"]}) == 20  # two ex6 files: names stay unique
+    full = json.loads((tmp_path / "all.json").read_text())
+    assert [e["score"] for e in full["exercises"]] == [10, 2]
+
+
+def test_cli_reports_files_it_cannot_grade(tmp_path, capsys):
+    odd = tmp_path / "my_answer.py"
+    odd.write_text("x = 1\n")
+    assert main([str(odd)]) == 2
+    assert "cannot tell which exercise 'my_answer.py' is" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"exN_something\.py"):
+        exercise_for_path("solution.py")
+    assert exercise_for_path("ex4_mine.py").key == "ex4"
+
+
+def _pytest(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_plain_pytest_with_student_option_grades_through_the_plugin():
+    solution = _pytest("--student", str(SOLUTIONS_DIR / "ex6_shuffle.py"), "-q")
+    assert solution.returncode == 0 and "Score: 10 / 10" in solution.stdout, solution.stdout + solution.stderr
+    stub = _pytest("--student", str(STUBS_DIR / "ex6_shuffle.py"), "-q")
+    assert stub.returncode == 1 and "Score: 0 / 10" in stub.stdout
+    assert "not implemented yet" in stub.stdout and "def test_" not in stub.stdout  # one line, no test source
+
+
+def test_plugin_is_inert_without_student(tmp_path):
+    (tmp_path / "test_tiny.py").write_text("def test_one():\n    assert True\n")
+    result = _pytest(str(tmp_path / "test_tiny.py"), "-q", "--rootdir", str(tmp_path))
+    assert result.returncode == 0 and "gconv-edu grade" not in result.stdout and "Score:" not in result.stdout
