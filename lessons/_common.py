@@ -1,6 +1,6 @@
-"""Two tiny helpers every lesson uses: a printed, asserted check, and a median timer.
+"""Tiny helpers the lessons share: a printed, asserted check, and timers.
 
-Lessons import it as ``from _common import check, median_seconds``: the lesson's own folder is on ``sys.path`` both
+Lessons import them as ``from _common import check, median_seconds``: the lesson's own folder is on ``sys.path`` both
 when run as ``python lessons/NN_name.py`` and when opened as a notebook from ``lessons/``.
 """
 
@@ -34,3 +34,19 @@ def median_seconds(function: Callable[[], Any], repeats: int = 5, warmup: int = 
         function()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def best_seconds(function: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
+    """Fastest wall time of ``function()`` over ``repeats`` calls, after ``warmup`` calls.
+
+    On a shared machine other processes only ever ADD time (a descheduled thread stalls a parallel kernel for a whole
+    scheduler tick, ~4 ms), so the minimum is the least disturbed estimate of what the hardware does.
+    """
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.min(times))

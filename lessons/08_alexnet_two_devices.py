@@ -1,0 +1,305 @@
+# %% [markdown]
+# # Lesson 8: AlexNet's two GPUs: model parallelism by groups
+#
+# The seed: AlexNet "needed a little under 3GB of GPU RAM to train", and had two GTX 580s with 1.5 GB each. So the
+# network was cut in two along the channels: each GPU held half the filters of every layer, and conv2, conv4 and
+# conv5 were *grouped* with G = 2, group g living on GPU g. A grouped layer then needs nothing from the other GPU, in
+# either pass (lesson 5: gradients never leave their group). Only conv3 and the fully connected layers, which are
+# dense, made the GPUs exchange activations.
+#
+# We do it here with two "devices" that this machine has: two worker threads, one core each, each owning one
+# group's weights and channels. That only speeds anything up if the kernels release Python's GIL while they run:
+# we measure it. (With two CUDA devices the same split would put each half on its own GPU; this machine has none.)
+
+# %%
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle thread pools must not spin on the cores (see lesson 7)
+
+import threading
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+from _common import best_seconds, check, close
+from numba import njit
+from threadpoolctl import threadpool_limits
+
+import gconv_edu as gc
+from gconv_edu import viz
+from gconv_edu.groups import group_slices
+
+FAST = viz.fast_mode()
+rng = np.random.default_rng(0)
+BACKEND = "numba" if "numba" in gc.available_backends() else "im2col"  # both release the GIL (Numba / BLAS)
+print(f"backend: {BACKEND}")
+
+# %% [markdown]
+# ## Step 1: AlexNet's convolutions, per GPU
+#
+# The five convolutions of AlexNet (Krizhevsky et al. 2012; 227x227 input, batch 128, float32). For each: the weights
+# and the output activations each GPU holds, and what it must receive from the other GPU per training step
+# (forward: the other half of the input channels for a dense layer; backward: the matching half of dx).
+
+# %%
+ALEXNET = [  # name, C_in, C_out, k, stride, padding, groups, input H=W
+    ("conv1", 3, 96, 11, 4, 0, 1, 227),
+    ("conv2", 96, 256, 5, 1, 2, 2, 27),
+    ("conv3", 256, 384, 3, 1, 1, 1, 13),
+    ("conv4", 384, 384, 3, 1, 1, 2, 13),
+    ("conv5", 384, 256, 3, 1, 1, 2, 13),
+]
+N, BYTES = 128, 4
+print(f"{'layer':<6} {'G':>2} {'weights/GPU MiB':>15} {'output/GPU MiB':>14} {'exchanged/GPU/step MiB':>23}")
+exchanged = {}
+for name, c_in, c_out, k, stride, pad, groups, size in ALEXNET:
+    geom = gc.ConvGeometry.from_shapes(
+        (N, c_in, size, size), (c_out, c_in // groups, k, k), stride=stride, padding=pad, groups=groups
+    )
+    weights_per_gpu = geom.params * BYTES / 2  # each GPU holds half the filters
+    output_per_gpu = np.prod(geom.y_shape) * BYTES / 2
+    if name == "conv1":
+        exchange = 0.0  # both GPUs read the same image (conv1 is split by filters, the input is replicated)
+    elif groups == 2:
+        exchange = 0.0  # group g's inputs were produced on GPU g
+    else:  # dense: receive the other GPU's half of the input (forward) and send back its half of dx (backward)
+        exchange = 2 * N * (c_in // 2) * size * size * BYTES
+    exchanged[name] = exchange
+    print(
+        f"{name:<6} {groups:>2} {weights_per_gpu / 2**20:15.2f} {output_per_gpu / 2**20:14.1f} {exchange / 2**20:23.1f}"
+    )
+check(
+    "grouped layers (conv2, conv4, conv5) exchange nothing; the dense conv3 must",
+    exchanged["conv2"] == exchanged["conv4"] == exchanged["conv5"] == 0 and exchanged["conv3"] > 0,
+)
+
+# %% [markdown]
+# ## Step 2: one grouped layer, split by groups, gives the same answer
+#
+# A scaled-down conv2 (96 -> 256 channels would be slow on one core; we keep its 5x5 kernel, G = 2 and 27x27 map).
+# Device d owns input channels and filters of group d: `x[:, in_d]`, `w[out_d]`, and produces `y[:, out_d]`.
+
+# %%
+c_in, c_out, k, size = (16, 32, 5, 27) if FAST else (32, 96, 5, 27)
+batch = 2 if FAST else 4
+x = rng.standard_normal((batch, c_in, size, size)).astype(np.float32)
+w = rng.standard_normal((c_out, c_in // 2, k, k)).astype(np.float32)
+dy = rng.standard_normal((batch, c_out, size, size)).astype(np.float32)
+halves = group_slices(c_in, c_out, 2)  # [(inputs of device 0, outputs of device 0), (... device 1)]
+device_data = [
+    (np.ascontiguousarray(x[:, s_in]), np.ascontiguousarray(w[s_out]), np.ascontiguousarray(dy[:, s_out]))
+    for s_in, s_out in halves
+]
+y_full = gc.conv2d(x, w, padding=2, groups=2, backend=BACKEND)
+y_split = np.concatenate([gc.conv2d(xd, wd, padding=2, backend=BACKEND) for xd, wd, _ in device_data], axis=1)
+check("concatenated outputs of the two devices == the grouped layer", close(y_split, y_full, rtol=1e-4, atol=1e-4))
+dx_full, dw_full, _ = gc.conv2d_backward(dy, x, w, padding=2, groups=2, backend=BACKEND)
+dx_split = np.concatenate(
+    [gc.conv2d_backward(dyd, xd, wd, padding=2, backend=BACKEND)[0] for xd, wd, dyd in device_data], axis=1
+)
+check(
+    "and so are the gradients: dx of each device needs only its own dy and weights",
+    close(dx_split, dx_full, rtol=1e-4, atol=1e-4),
+)
+
+# %% [markdown]
+# ## Step 3: run the two devices at the same time
+#
+# Each worker thread limits its kernels to one core (Numba's thread count is per calling thread; BLAS is pinned to
+# one thread for the whole run) and runs `steps` forward+backward passes of its group, logging when each starts and
+# ends. Baseline: ONE device, one core, doing both groups one after the other.
+
+# %%
+steps = 2 if FAST else 3
+
+
+def train_steps(device: int, log: list) -> None:
+    """``steps`` forward+backward passes of one group on one core; appends (device, pass, start, end) to ``log``."""
+    if BACKEND == "numba":
+        import numba
+
+        numba.set_num_threads(1)  # this thread's parallel kernels use one core: one "device"
+    xd, wd, dyd = device_data[device]
+    for _ in range(steps):
+        start = time.perf_counter()
+        gc.conv2d(xd, wd, padding=2, backend=BACKEND)
+        middle = time.perf_counter()
+        gc.conv2d_backward(dyd, xd, wd, padding=2, backend=BACKEND)
+        log.append((device, "forward", start, middle))
+        log.append((device, "backward", middle, time.perf_counter()))
+
+
+with threadpool_limits(limits=1):  # BLAS (im2col's GEMM, numpy) on one thread per caller
+    train_steps(0, [])  # warm-up: compilation, caches
+
+    def one_device() -> None:
+        train_steps(0, [])
+        train_steps(1, [])
+
+    def two_devices(log: list | None = None) -> None:
+        log = [] if log is None else log
+        workers = [threading.Thread(target=train_steps, args=(d, log)) for d in (0, 1)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+    sequential = best_seconds(one_device, repeats=2, warmup=0)
+    parallel = best_seconds(two_devices, repeats=2, warmup=0)
+    timeline: list = []
+    t0 = time.perf_counter()
+    two_devices(timeline)
+speedup = sequential / parallel
+load = os.getloadavg()[0]
+print(
+    f"one device, both groups: {sequential * 1e3:.0f} ms; two devices at once: {parallel * 1e3:.0f} ms; "
+    f"speed-up {speedup:.2f}x (ideal 2x on {os.cpu_count()} free cores; load average now {load:.1f})"
+)
+
+
+def main_thread_progress(kernel) -> float:
+    """Python work the main thread gets done while ``kernel()`` runs in a worker, relative to when it runs alone.
+
+    A kernel that holds the GIL stops all Python bytecode in the process for its whole duration (~0); one that
+    releases it lets the main thread go on (on a busy machine the OS still gives it a share of a core).
+    """
+
+    def count_for(seconds: float) -> float:
+        count, end = 0, time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            count += 1
+        return count / seconds
+
+    alone = count_for(0.05)
+    worker = threading.Thread(target=kernel)
+    count, start = 0, time.perf_counter()
+    worker.start()
+    while worker.is_alive():
+        count += 1
+    return count / (time.perf_counter() - start) / alone
+
+
+def one_kernel() -> None:
+    if BACKEND == "numba":
+        import numba
+
+        numba.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        gc.conv2d_backward(dy, x, w, padding=2, groups=2, backend=BACKEND)  # one long call, both groups
+
+
+progress = main_thread_progress(one_kernel)
+
+# The control: a compiled loop that keeps the GIL (Numba's default for njit without parallel=True or nogil=True).
+
+
+@njit(cache=False)
+def spin_holding_gil(repeats: int) -> float:
+    total = 0.0
+    for i in range(repeats):
+        total += (i % 7) * 1e-9
+    return total
+
+
+spin_holding_gil(10)  # compile
+start = time.perf_counter()
+spin_holding_gil(10**7)
+repeats_for_a_fifth_of_a_second = int(10**7 * 0.2 / max(time.perf_counter() - start, 1e-6))
+control = main_thread_progress(lambda: spin_holding_gil(repeats_for_a_fifth_of_a_second))
+print(
+    f"while a kernel runs in a worker thread, the main thread runs Python at: {progress:.0%} of its solo rate "
+    f"({BACKEND} backend), {control:.0%} (control: a Numba loop that holds the GIL)"
+)
+check(
+    f"the {BACKEND} kernels release the GIL (main thread progress > 3x the GIL-holding control)", progress > 3 * control
+)
+check("the timeline has both devices' passes", {d for d, *_ in timeline} == {0, 1})
+
+# %% [markdown]
+# ### Figure: the two devices' timelines, their memory, and what a dense layer would exchange
+#
+# Per-device memory counts the arrays each device must hold for this layer in training: its input channels, its
+# weights, its output, and their gradients. For the dense alternative (the same layer with G = 1, split by filters),
+# each device must also hold (and first receive) the other half of the input, and send back that half's dx.
+
+
+# %%
+def per_device_bytes(groups: int) -> dict[str, float]:
+    """Bytes one of two devices holds for the layer (x, w, y and their gradients), and what it must receive."""
+    in_local = batch * c_in * size * size * 4 / 2
+    inputs = in_local if groups == 2 else 2 * in_local  # dense: the whole input
+    weights = c_out // 2 * (c_in // groups) * k * k * 4
+    outputs = batch * c_out // 2 * size * size * 4
+    return {
+        "input": 2 * inputs,
+        "weights": 2 * weights,
+        "output": 2 * outputs,  # x2: each array and its gradient
+        "received": 0.0 if groups == 2 else 2 * in_local,
+    }  # forward: other x half; backward: dx half
+
+
+memory = {g: per_device_bytes(g) for g in (2, 1)}
+for g, parts in memory.items():
+    print(
+        f"{'grouped (G=2)' if g == 2 else 'dense (G=1)':<14} per device: "
+        + ", ".join(f"{key} {value / 2**20:.2f} MiB" for key, value in parts.items())
+    )
+check(
+    "the grouped split holds half the weights of the dense split and receives nothing",
+    memory[2]["weights"] * 2 == memory[1]["weights"] and memory[2]["received"] == 0 < memory[1]["received"],
+)
+
+fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.4), gridspec_kw={"width_ratios": [1.6, 1]})
+for device, kind, start, end in timeline:
+    left.barh(
+        device,
+        (end - start) * 1e3,
+        left=(start - t0) * 1e3,
+        height=0.6,
+        color=viz.group_color(device),
+        alpha=1.0 if kind == "forward" else 0.55,
+        edgecolor="black",
+        linewidth=0.5,
+    )
+left.set_yticks([0, 1], ["device 0\n(group 0)", "device 1\n(group 1)"])
+left.set_xlabel("time since start, ms (dark: forward, light: backward)")
+left.set_title(
+    f"Both devices compute at once (GIL released); speed-up over one device: {speedup:.2f}x\n"
+    f"({BACKEND} kernels, 1 core each; machine load average {load:.1f} on {os.cpu_count()} cores)",
+    fontsize=10,
+)
+left.invert_yaxis()
+parts = ["input", "weights", "output", "received"]
+positions = np.arange(len(parts))
+for offset, g, color, label in (
+    (-0.2, 2, viz.group_color(0), "grouped G=2 (AlexNet)"),
+    (0.2, 1, viz.NEUTRAL, "dense G=1 split by filters"),
+):
+    bars = right.bar(positions + offset, [memory[g][p] / 2**20 for p in parts], 0.4, color=color, label=label)
+    viz.bar_labels(right, bars, "{:.2f}")
+right.set_xticks(positions, ["input + dx", "weights + dw", "output + dy", "received\nper step"])
+right.set_ylabel("MiB per device")
+right.set_title("Per device: grouped needs half the weights and no exchange", fontsize=10)
+right.legend(fontsize=8)
+fig.suptitle(f"Model parallelism by groups: conv {c_in}->{c_out}, 5x5, G=2, {size}x{size}, batch {batch}", fontsize=12)
+fig.tight_layout()
+viz.save(fig, "08_two_devices.png")
+
+# %% [markdown]
+# ## What we learned
+#
+# - Split by groups, a grouped layer runs on two devices with no communication in either pass; a dense layer split the
+#   same way must all-gather its input and reduce its dx every step (for AlexNet's conv3 at batch 128: the MiB in the
+#   table above, every step).
+# - Each device holds 1/G of the weights and of the activations: this is what let AlexNet fit in 2 x 1.5 GB.
+# - Running two devices as two Python threads needs kernels that release the GIL: Numba's parallel kernels and BLAS
+#   do (measured: the main thread keeps running Python while a kernel runs). The speed-up also needs
+#   two free cores: on an idle 2-core machine it approaches 2x, on a shared one it can vanish (the lesson prints the
+#   load average next to it).
+#
+# **Exercise:** `lessons/exercises/ex5_numba.py` again: check your compiled kernel releases the GIL (run two halves in
+# two threads, as above). Grade it with `gconv-edu grade lessons/exercises/ex5_numba.py`.
+
+# %%
+print("\nExercise: lessons/exercises/ex5_numba.py (then run it on two threads as in this lesson)")
+print("grade it with: gconv-edu grade lessons/exercises/ex5_numba.py")
