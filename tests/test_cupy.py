@@ -419,6 +419,18 @@ def test_availability_when_the_device_query_fails(monkeypatch):
     assert cupy_gpu.availability() == "no CUDA device (RuntimeError: driver exploded)"
 
 
+def test_availability_without_nvrtc(monkeypatch):
+    cupy = pytest.importorskip("cupy")
+    from cupy.cuda import nvrtc
+
+    def missing():
+        raise OSError("libnvrtc.so.12: cannot open shared object file")
+
+    monkeypatch.setattr(cupy.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(nvrtc, "getVersion", missing)
+    assert cupy_gpu.availability().startswith("NVRTC not loadable, CuPy cannot compile kernels (OSError)")
+
+
 @pytest.mark.parametrize("backend", ["cupy", "cupy-raw"])
 def test_asking_for_a_gpu_backend_here_raises_a_clear_error(backend):
     if GPU_REASON is None:

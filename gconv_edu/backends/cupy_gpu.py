@@ -11,7 +11,7 @@ becomes one cuBLAS strided-batched GEMM.
 - forward (``conv2d_forward.cu``): one thread per output element;
 - dx (``conv2d_backward_input.cu``): one thread per input element, gathering from the outputs that read it;
 - dw (``conv2d_backward_weight.cu``): one block per (filter, input channel) pair, block reduction, deterministic;
-- db: ``dy.sum(axis=(0, 2, 3))``.
+- db: ``dy.sum(axis=(0, 2, 3))`` (CuPy's reductions).
 
 The kernels are compiled by NVRTC through ``cupy.RawModule`` with ``-D`` options: the dtype (``SCALAR_T``), the
 index width (``INDEX_64BIT``), the filter size (``KERNEL_H``, ``KERNEL_W``: the compiler unrolls the tap loops) and
@@ -74,9 +74,13 @@ def availability() -> str | None:
         return f"no CUDA device ({type(error).__name__}: {error})"
     try:
         # Both backends need NVRTC: CuPy compiles its own elementwise kernels with it too.
-        cupy.cuda.nvrtc.getVersion()
+        from cupy.cuda import nvrtc
+
+        nvrtc.getVersion()
     except Exception as error:
-        return f"NVRTC not found, CuPy cannot compile kernels ({error}); pip install 'cupy-cuda12x[ctk]'"
+        return (
+            f"NVRTC not loadable, CuPy cannot compile kernels ({type(error).__name__}); pip install 'cupy-cuda12x[ctk]'"
+        )
     return None
 
 
@@ -290,7 +294,9 @@ def _raw_backward(
     run(backward_weight_launch(geom, x.dtype, dy, x, partial))
     # The splits are added in a fixed order: dw is the same on every run.
     dw = partial.reshape(geom.weight_shape) if splits == 1 else partial.sum(axis=0)
-    db = dy.sum(axis=(0, 2, 3))
+    # db = dy.sum(axis=(0, 2, 3)), as two sums over contiguous axes: (N, C_out, H_out*W_out) -> (N, C_out) -> (C_out,).
+    # A reduction along contiguous rows is the fast path of CuPy's reductions (CUB); three strided axes at once is not.
+    db = dy.reshape(geom.batch, geom.out_channels, -1).sum(axis=2).sum(axis=0)
     return dx, dw, db
 
 
