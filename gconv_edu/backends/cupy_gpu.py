@@ -52,7 +52,7 @@ INT32_MAX = 2**31 - 1
 # 32-bit indices while every index the kernels form stays below this: the largest array, plus one grid-stride step.
 INDEX32_LIMIT = INT32_MAX - MAX_BLOCKS * BLOCK_SIZE
 WEIGHT_GRAD_TARGET_BLOCKS = 1024  # enough blocks to fill a large GPU (H100: 132 SMs), fixed so results are reproducible
-MIN_TERMS_PER_THREAD = 4  # a dw split never gives a thread fewer terms than this
+MIN_TERMS_PER_THREAD = 4  # a dw split is not cut finer than about this many terms per thread
 MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y
 MAX_TAPS = 768  # dw keeps (BLOCK_SIZE/32) x kH*kW partial sums in static shared memory: 8 * 768 * 8 bytes = 48 KiB
 _SCALAR_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -130,8 +130,8 @@ def weight_grad_splits(geom: ConvGeometry) -> tuple[int, int]:
     """(splits, chunk): how the dw reduction over R = N*H_out*W_out terms is cut into ``splits`` chunks of ``chunk``.
 
     One block per (filter, channel) pair and split. Few pairs (depthwise) get more splits so that about
-    :data:`WEIGHT_GRAD_TARGET_BLOCKS` blocks run, but no thread gets fewer than :data:`MIN_TERMS_PER_THREAD` terms.
-    No split is empty. Depends on the geometry only, so dw is bitwise reproducible.
+    :data:`WEIGHT_GRAD_TARGET_BLOCKS` blocks run, but a split keeps about :data:`MIN_TERMS_PER_THREAD` terms per
+    thread or more. No split is empty. Depends on the geometry only (not on the GPU), so dw is bitwise reproducible.
     """
     pairs = geom.out_channels * geom.in_channels_per_group
     terms = geom.batch * geom.out_h * geom.out_w
