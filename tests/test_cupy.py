@@ -372,6 +372,22 @@ def test_raw_kernels_on_cpu_emulation_match_reference(emulator, case, dtype):
     _check_raw_backend(case, dtype, np, emulator)
 
 
+def test_public_entry_points_run_the_shared_code(emulator, monkeypatch):
+    """The registered functions, with NumPy standing in for CuPy and the emulator for the GPU."""
+    monkeypatch.setattr(cupy_gpu, "_cupy", lambda: np)
+    monkeypatch.setattr(cupy_gpu, "_run_on_gpu", emulator)
+    x, weight, bias, dy, options, geom = _case("g2-s2-uneven", np.float64)
+    dx_ref, dw_ref, db_ref = ref.conv2d_backward(dy, x, weight, **options)
+    for forward, backward in (
+        (cupy_gpu.im2col_forward, cupy_gpu.im2col_backward),
+        (cupy_gpu.raw_forward, cupy_gpu.raw_backward),
+    ):
+        assert_close(forward(x, weight, bias, geom), ref.conv2d(x, weight, bias, **options), np.float64, "y")
+        for got, want, label in zip(backward(dy, x, weight, geom), (dx_ref, dw_ref, db_ref), ("dx", "dw", "db")):
+            assert_close(got, want, np.float64, label)
+    assert_close(cupy_gpu.raw_weight_grad_atomic(dy, x, geom), dw_ref, np.float64, "dw")
+
+
 def test_split_case_really_splits():
     *_, geom = _case("depthwise-split-dw", np.float32)
     assert cupy_gpu.weight_grad_splits(geom)[0] == 2
