@@ -114,7 +114,7 @@ def test_launch_arguments_match_the_kernel_signatures(geom, dtype):
             else:
                 assert declaration.split()[-2] == "index_t", f"{launch.name}: {declaration}"
                 assert type(value) is index, f"{launch.name}: {name} is {type(value).__name__}, not {index.__name__}"
-        assert launch.block == (cupy_gpu.BLOCK_SIZE,)
+        assert launch.block == (cupy_gpu.BLOCK_SIZE,) and f"-DBLOCK_SIZE={cupy_gpu.BLOCK_SIZE}" in launch.options
         assert ("-DINDEX_64BIT" in launch.options) == (index is np.int64)
         scalar = "float" if dtype is np.float32 else "double"
         assert f"-DSCALAR_T={scalar}" in launch.options
