@@ -41,7 +41,7 @@ def first_hint(hints: Iterable[Hint]) -> str | None:
     for hint in hints:
         try:
             found = hint()
-        except (GradingFailure, ValueError, TypeError, IndexError, FloatingPointError):
+        except Exception:  # e.g. a student's odd return value, or re-running code that hangs
             continue
         if found:
             return found
@@ -92,6 +92,10 @@ def check_array(
 
 def check_equal(what: str, got: Any, expected: Any, label: str, hints: Iterable[Hint] = ()) -> None:
     """Exact comparison for integers and small structures; prints what was got, never what was expected."""
-    if got != expected:
-        shown = repr(got)
+    try:
+        equal = bool(got == expected)
+    except Exception:  # e.g. an array compared with an int pair: not equal, and not a grader error
+        equal = False
+    if not equal:
+        shown = str(got) if isinstance(got, (str, np.generic)) else repr(got)
         fail(f"{what} is wrong (got {shown if len(shown) < 120 else shown[:117] + '...'})", label, hints)

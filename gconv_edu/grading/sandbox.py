@@ -60,7 +60,7 @@ class StudentFile:
     """A student's exercise file, run in a worker process.
 
     ``timeout``: seconds per call. ``first_call_allowance``: extra seconds for the first call of each argument
-    signature in a worker's life (Numba compiles then).
+    signature in a worker's life (Numba compiles then); at most 15 s once a call of this file has timed out.
     """
 
     def __init__(self, path: str | Path, timeout: float = 5.0, first_call_allowance: float = 0.0) -> None:
@@ -74,6 +74,7 @@ class StudentFile:
         self._connection: Connection | None = None
         self._log = tempfile.TemporaryFile()  # the worker's stdout/stderr: the student's prints, crash messages
         self._seen_signatures: set[tuple] = set()
+        self._timeouts = 0
         self._preflight()
 
     # ------------------------------------------------------------------ static checks
@@ -147,12 +148,13 @@ class StudentFile:
         lines = [line for line in self._log.read().decode(errors="replace").splitlines() if line.strip()]
         return lines[-1][:200] if lines else ""
 
-    def _receive(self, timeout: float, doing: str) -> tuple:
+    def _receive(self, timeout: float, doing: str, note: str = "") -> tuple:
         assert self._connection is not None
         start = time.monotonic()
         if not self._connection.poll(timeout):
+            self._timeouts += 1
             self.close()
-            raise StudentError(f"timed out after {timeout:g} s {doing} (an infinite loop, or far too slow?)")
+            raise StudentError(f"timed out after {timeout:g} s {doing} ({note}an infinite loop, or far too slow?)")
         try:
             return self._connection.recv()
         except (EOFError, OSError):
@@ -182,12 +184,15 @@ class StudentFile:
         if function not in (self.functions or []):
             raise StudentError(f"{self.path.name} does not define {function}()")
         signature = (function, *(_type_key(a) for a in args))
-        timeout = self.timeout
-        if signature not in self._seen_signatures:
-            timeout += self.first_call_allowance
+        timeout, note = self.timeout, ""
+        if signature not in self._seen_signatures and self.first_call_allowance:
+            # After a timeout the file is known to hang somewhere: a long compile allowance for every later test
+            # would turn one infinite loop into many minutes. A conv loop compiles in seconds; 15 s stays generous.
+            allowance = self.first_call_allowance if not self._timeouts else min(self.first_call_allowance, 15.0)
+            timeout, note = timeout + allowance, f"{allowance:g} s of it allowed for compiling; "
         assert self._connection is not None
         self._connection.send(("call", function, args))
-        status, payload, modified, violations = self._receive(timeout, f"in {function}()")
+        status, payload, modified, violations = self._receive(timeout, f"in {function}()", note)
         self._seen_signatures.add(signature)
         self._forbid(violations)
         if self.verdict:
