@@ -29,10 +29,9 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -109,8 +108,7 @@ def im2col_backward(dy: Array, x: Array, weight: Array, geom: ConvGeometry) -> t
 
 
 # --------------------------------------------------------------------------- launch building (no CuPy needed)
-@dataclass(frozen=True)
-class KernelLaunch:
+class KernelLaunch(NamedTuple):
     """One kernel launch, fully described: what to compile, the launch shape, the arguments in the kernel's order.
 
     ``args`` are the arrays (passed to CUDA as pointers) then NumPy scalars whose types match the C parameters
@@ -126,6 +124,7 @@ class KernelLaunch:
     arg_names: tuple[str, ...]
 
 
+@functools.lru_cache(maxsize=1024)
 def weight_grad_splits(geom: ConvGeometry) -> tuple[int, int]:
     """(splits, chunk): how the dw reduction over R = N*H_out*W_out terms is cut into ``splits`` chunks of ``chunk``.
 
@@ -174,11 +173,30 @@ def compile_options(dtype: Any, geom: ConvGeometry) -> tuple[str, ...]:
     return options + (("-DINDEX_64BIT",) if index_dtype(geom) is np.int64 else ())
 
 
-def _geometry_args(geom: ConvGeometry) -> list[tuple[str, np.signedinteger]]:
-    """The scalar parameters shared by every kernel, named and typed as in the .cu signatures."""
-    index = index_dtype(geom)
+def grid_1d(total: int) -> tuple[int]:
+    """Blocks for a grid-stride loop over ``total`` elements: enough to cover them, at most :data:`MAX_BLOCKS`."""
+    return (max(1, min(-(-total // BLOCK_SIZE), MAX_BLOCKS)),)
+
+
+# kind -> (file, kernel, its array parameters in order); the scalar parameters follow (see _launch_without_arrays).
+KERNELS = {
+    "forward": ("conv2d_forward.cu", "gconv_forward", ("x", "weight", "bias", "y")),
+    "backward_input": ("conv2d_backward_input.cu", "gconv_backward_input", ("dy", "weight", "dx")),
+    "backward_weight": ("conv2d_backward_weight.cu", "gconv_backward_weight", ("dy", "x", "partial")),
+    "backward_weight_atomic": ("conv2d_backward_weight_atomic.cu", "gconv_backward_weight_atomic", ("dy", "x", "dw")),
+}
+
+
+@functools.lru_cache(maxsize=1024)
+def _launch_without_arrays(kind: str, geom: ConvGeometry, dtype: np.dtype, index32_limit: int) -> KernelLaunch:
+    """Everything of a launch but the arrays; ``args`` holds the scalars only.
+
+    Cached: a training loop repeats the same geometry, and on a small layer this Python work would otherwise take as
+    long as the kernel. ``index32_limit`` (:data:`INDEX32_LIMIT`) is in the key so that a changed limit is seen.
+    """
+    source, name, array_names = KERNELS[kind]
     top, _, left, _ = geom.padding
-    values = {
+    scalars = {
         "batch": geom.batch,
         "in_channels": geom.in_channels,
         "height": geom.height,
@@ -193,68 +211,53 @@ def _geometry_args(geom: ConvGeometry) -> list[tuple[str, np.signedinteger]]:
         "dilation_h": geom.dilation[0],
         "dilation_w": geom.dilation[1],
     }
-    return [(name, index(value)) for name, value in values.items()]
-
-
-def grid_1d(total: int) -> tuple[int]:
-    """Blocks for a grid-stride loop over ``total`` elements: enough to cover them, at most :data:`MAX_BLOCKS`."""
-    return (max(1, min(-(-total // BLOCK_SIZE), MAX_BLOCKS)),)
-
-
-def _launch(
-    source: str,
-    name: str,
-    geom: ConvGeometry,
-    dtype: Any,
-    grid: tuple[int, ...],
-    arrays: list[tuple[str, Any]],
-    extra: tuple[tuple[str, np.signedinteger], ...] = (),
-) -> KernelLaunch:
-    named = arrays + _geometry_args(geom) + list(extra)
+    if kind == "backward_weight":
+        if geom.kernel_area > MAX_TAPS:
+            raise ValueError(
+                f"kernel {geom.kernel_h}x{geom.kernel_w} has {geom.kernel_area} taps; cupy-raw's dw kernel supports "
+                f"at most {MAX_TAPS} (kH*kW); use backend='cupy'"
+            )
+        splits, scalars["chunk"] = weight_grad_splits(geom)
+        grid = (geom.out_channels * geom.in_channels_per_group, splits)  # (pairs, splits)
+    elif kind == "backward_input":
+        grid = grid_1d(math.prod(geom.x_shape))  # one thread per element of dx
+    else:
+        grid = grid_1d(math.prod(geom.y_shape))  # one thread per element of y (or of dy)
+    index = index_dtype(geom)
     return KernelLaunch(
         source=source,
         name=name,
         options=compile_options(dtype, geom),
         grid=grid,
         block=(BLOCK_SIZE,),
-        args=tuple(value for _, value in named),
-        arg_names=tuple(arg_name for arg_name, _ in named),
+        args=tuple(index(value) for value in scalars.values()),
+        arg_names=array_names + tuple(scalars),
     )
+
+
+def _launch(kind: str, geom: ConvGeometry, dtype: Any, *arrays: Any) -> KernelLaunch:
+    without_arrays = _launch_without_arrays(kind, geom, np.dtype(dtype), INDEX32_LIMIT)
+    return without_arrays._replace(args=arrays + without_arrays.args)
 
 
 def forward_launch(geom: ConvGeometry, dtype: Any, x: Any, weight: Any, bias: Any, y: Any) -> KernelLaunch:
     """Launch of ``gconv_forward``: one thread per element of y (N, C_out, H_out, W_out)."""
-    arrays = [("x", x), ("weight", weight), ("bias", bias), ("y", y)]
-    return _launch("conv2d_forward.cu", "gconv_forward", geom, dtype, grid_1d(math.prod(geom.y_shape)), arrays)
+    return _launch("forward", geom, dtype, x, weight, bias, y)
 
 
 def backward_input_launch(geom: ConvGeometry, dtype: Any, dy: Any, weight: Any, dx: Any) -> KernelLaunch:
     """Launch of ``gconv_backward_input``: one thread per element of dx (N, C_in, H, W)."""
-    arrays = [("dy", dy), ("weight", weight), ("dx", dx)]
-    return _launch(
-        "conv2d_backward_input.cu", "gconv_backward_input", geom, dtype, grid_1d(math.prod(geom.x_shape)), arrays
-    )
+    return _launch("backward_input", geom, dtype, dy, weight, dx)
 
 
 def backward_weight_launch(geom: ConvGeometry, dtype: Any, dy: Any, x: Any, partial: Any) -> KernelLaunch:
     """Launch of ``gconv_backward_weight``: grid (C_out * C_in/G pairs, splits); ``partial``: (splits, *w.shape)."""
-    if geom.kernel_area > MAX_TAPS:
-        raise ValueError(
-            f"kernel {geom.kernel_h}x{geom.kernel_w} has {geom.kernel_area} taps; cupy-raw's dw kernel supports at "
-            f"most {MAX_TAPS} (kH*kW); use backend='cupy'"
-        )
-    splits, chunk = weight_grad_splits(geom)
-    grid = (geom.out_channels * geom.in_channels_per_group, splits)
-    arrays = [("dy", dy), ("x", x), ("partial", partial)]
-    extra = (("chunk", index_dtype(geom)(chunk)),)
-    return _launch("conv2d_backward_weight.cu", "gconv_backward_weight", geom, dtype, grid, arrays, extra)
+    return _launch("backward_weight", geom, dtype, dy, x, partial)
 
 
 def backward_weight_atomic_launch(geom: ConvGeometry, dtype: Any, dy: Any, x: Any, dw: Any) -> KernelLaunch:
     """Launch of the lesson-contrast ``gconv_backward_weight_atomic``: one thread per element of dy."""
-    arrays = [("dy", dy), ("x", x), ("dw", dw)]
-    grid = grid_1d(math.prod(geom.y_shape))
-    return _launch("conv2d_backward_weight_atomic.cu", "gconv_backward_weight_atomic", geom, dtype, grid, arrays)
+    return _launch("backward_weight_atomic", geom, dtype, dy, x, dw)
 
 
 # --------------------------------------------------------------------------- running the kernels
