@@ -397,7 +397,8 @@ def test_split_case_really_splits():
 def test_raw_kernels_64_bit_index_path_on_cpu_emulation(emulator, case, monkeypatch):
     monkeypatch.setattr(cupy_gpu, "INDEX32_LIMIT", 0)  # every geometry now takes the -DINDEX_64BIT build
     *_, geom = _case(case, np.float64)
-    assert "-DINDEX_64BIT" in cupy_gpu.compile_options(np.float64, geom)
+    for launch in all_launches(geom, np.float64):  # built after the patch, cache or not
+        assert "-DINDEX_64BIT" in launch.options and all(type(a) is np.int64 for a in launch.args[-13:])
     _check_raw_backend(case, np.float64, np, emulator)
 
 
