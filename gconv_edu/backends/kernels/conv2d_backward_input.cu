@@ -10,9 +10,9 @@
 // finds the outputs (oh, ow) that read its pixel and sums dy * weight over them. Every dx element is written by
 // exactly one thread, so no atomics are needed and the result is deterministic.
 //
-// Which outputs saw input row `row` through kernel tap p? The forward pass read row  oh*sh - pad_top + p*dh,  so
+// Which outputs saw input row `row` through kernel tap p? The forward pass read row  oh*sh - pad_top + p*dil_h,  so
 //
-//     oh = (row + pad_top - p*dh) / sh,   valid only if  row + pad_top - p*dh >= 0,  it is divisible by sh,
+//     oh = (row + pad_top - p*dil_h) / sh,   valid only if  row + pad_top - p*dil_h >= 0,  it is divisible by sh,
 //                                         and oh < H_out.
 //
 // With stride > 1 most (row, p) pairs have no output at all (the remainder is not 0): they are skipped, not rounded.

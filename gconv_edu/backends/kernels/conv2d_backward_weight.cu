@@ -7,8 +7,8 @@
 // Every weight is used by every output pixel of its filter, so its gradient is a long reduction over
 // (n, oh, ow), R = N * H_out * W_out terms:
 //
-//     dw[k, c, p, q] = sum_{n, oh, ow} dy[n, k, oh, ow] * x[n, g*(C_in/G) + c, oh*sh - pad_top + p*dh,
-//                                                                              ow*sw - pad_left + q*dw]
+//     dw[k, c, p, q] = sum_{n, oh, ow} dy[n, k, oh, ow] * x[n, g*(C_in/G) + c, oh*sh - pad_top + p*dil_h,
+//                                                                              ow*sw - pad_left + q*dil_w]
 //
 // with g = k / (C_out/G) the filter's group (padding taps read zero and are skipped).
 //
@@ -28,7 +28,8 @@
 //
 // Compile-time parameters (cupy_gpu.py passes them with -D; the defaults let you compile this file alone):
 //   SCALAR_T (float or double), INDEX_64BIT (64-bit indices), KERNEL_H, KERNEL_W (filter size: the per-tap sums are
-//   a fixed-size register array), STRIDE_H, STRIDE_W (sh, sw), BLOCK_SIZE (threads per block, a multiple of 32; must match the launch).
+//   a fixed-size register array), STRIDE_H, STRIDE_W (sh, sw), BLOCK_SIZE (threads per block, a multiple of 32;
+//   must match the launch).
 // No #include: NVRTC has no host headers.
 
 #ifndef SCALAR_T

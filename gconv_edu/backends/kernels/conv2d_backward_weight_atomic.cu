@@ -7,7 +7,8 @@
 //     idx = ((n * C_out + k) * H_out + oh) * W_out + ow.
 //
 // This is the forward pass run backwards: the thread that owns an output adds  dy * x  into every weight of its
-// filter, dw[k, c, p, q] += dy[n, k, oh, ow] * x[n, g*(C_in/G) + c, oh*sh - pad_top + p*dh, ow*sw - pad_left + q*dw].
+// filter:
+//     dw[k, c, p, q] += dy[n, k, oh, ow] * x[n, g*(C_in/G) + c, oh*sh - pad_top + p*dil_h, ow*sw - pad_left + q*dil_w].
 // Thousands of threads add into the same few weights at once, so every add must be an atomicAdd.
 //
 // Why it is not the default:

@@ -13,10 +13,10 @@
 // Each thread computes one dot product over its filter's group only:
 //
 //     y[n, k, oh, ow] = bias[k] + sum_{c < C_in/G} sum_{p < kH} sum_{q < kW}
-//                        weight[k, c, p, q] * x[n, g*(C_in/G) + c, oh*sh - pad_top + p*dh, ow*sw - pad_left + q*dw]
+//         weight[k, c, p, q] * x[n, g*(C_in/G) + c, oh*sh - pad_top + p*dil_h, ow*sw - pad_left + q*dil_w]
 //
 // where g = k / (C_out/G) is the filter's group. Taps that fall into the padding are skipped (they read zeros).
-// Output size: H_out = (H + pad_top + pad_bottom - dh*(kH - 1) - 1) / sh + 1 (integer division), likewise W_out.
+// Output size: H_out = (H + pad_top + pad_bottom - dil_h*(kH - 1) - 1) / sh + 1 (integer division), likewise W_out.
 //
 // Compile-time parameters (cupy_gpu.py passes them with -D; the defaults let you compile this file alone):
 //   SCALAR_T            float or double
