@@ -518,3 +518,14 @@ def test_gpu_raw_dw_is_deterministic():
         again = cupy_gpu.raw_backward(dy, x, weight, geom)
         for a, b in zip(first, again):
             assert bool((a == b).all()), "the same call gave different bits"
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_auto_picks_a_gpu_backend_for_cupy_arrays():
+    import cupy
+
+    x, weight, bias, _, options, _ = _case("dense-3x3", np.float64)
+    y = gc.conv2d(cupy.asarray(x), cupy.asarray(weight), cupy.asarray(bias), **options)  # backend=None -> auto
+    assert isinstance(y, cupy.ndarray)
+    assert_close(cupy.asnumpy(y), ref.conv2d(x, weight, bias, **options), np.float64, "y")
