@@ -146,6 +146,11 @@ def test_cli_reports_files_it_cannot_grade(tmp_path, capsys):
     odd.write_text("x = 1\n")
     assert main([str(odd)]) == 2
     assert "cannot tell which exercise 'my_answer.py' is" in capsys.readouterr().out
+    (tmp_path / "submission").mkdir()
+    (tmp_path / "submission" / "ex6_shuffle.py").write_text((SOLUTIONS_DIR / "ex6_shuffle.py").read_text())
+    results = grade([tmp_path / "submission"])
+    assert results["score"] == results["max_score"] == 10  # a folder: its exN_*.py files, the missing ones named
+    assert len(results["errors"]) == 5 and "no file for ex2 (expected ex2_naive_forward.py)" in results["errors"][1]
     with pytest.raises(ValueError, match=r"exN_something\.py"):
         exercise_for_path("solution.py")
     assert exercise_for_path("ex4_mine.py").key == "ex4"

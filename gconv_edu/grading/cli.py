@@ -30,6 +30,14 @@ def _expand(paths: list[str]) -> list[Path]:
     return files
 
 
+def _is_exercise_name(path: Path) -> bool:
+    try:
+        exercise_for_path(path)
+    except ValueError:
+        return False
+    return True
+
+
 def _batches(files: list[Path]) -> list[list[tuple[Path, str]]]:
     """Split (file, exercise) pairs so that no batch holds two files of the same exercise."""
     batches: list[list[tuple[Path, str]]] = []
@@ -73,6 +81,12 @@ def grade(paths: list[str | Path], timeout: float | None = None, verbose: bool =
     """
     start = time.monotonic()
     results: dict[str, Any] = {"score": 0.0, "max_score": 0.0, "exercises": [], "tests": [], "errors": []}
+    for folder in (Path(p) for p in paths if Path(p).is_dir()):
+        # A submission folder without some exercise: say so (Gradescope shows it), rather than grade less silently.
+        present = {exercise_for_path(f).key for f in _expand([str(folder)]) if _is_exercise_name(f)}
+        results["errors"] += [
+            f"{folder}: no file for {e.key} (expected {e.stub})" for e in EXERCISES.values() if e.key not in present
+        ]
     gradable = []
     for path in _expand([str(p) for p in paths]):
         try:

@@ -44,8 +44,9 @@ def format_table(results: dict[str, Any]) -> str:
             name = name if len(name) <= 44 else name[:41] + "..."
             lines.append(f"  {test['number']:<6}{name:<46}{points:>12}  {reason}")
         lines.append(f"  {'subtotal':<52}{_points(exercise['score']):>6}/{_points(exercise['max_score'])}")
+    lines += [""] if results.get("errors") else []
     for error in results.get("errors", []):
-        lines.append(f"\nNOT GRADED: {error}")
+        lines.append(f"NOT GRADED: {error}")
     lines.append(f"\nScore: {_points(results['score'])} / {_points(results['max_score'])}")
     return "\n".join(lines)
 
