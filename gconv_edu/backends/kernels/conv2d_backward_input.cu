@@ -64,11 +64,13 @@ extern "C" __global__ void gconv_backward_input(
     const index_t total = batch * in_channels * height * width;
     const index_t step = (index_t)blockDim.x * (index_t)gridDim.x;
     for (index_t idx = (index_t)blockIdx.x * (index_t)blockDim.x + (index_t)threadIdx.x; idx < total; idx += step) {
-        // Undo idx = ((n * C_in + c) * H + row) * W + col.
+        // Undo idx = ((n * C_in + c) * H + row) * W + col, one division per level.
         const index_t col = idx % width;
-        const index_t row = (idx / width) % height;
-        const index_t c = (idx / (width * height)) % in_channels;
-        const index_t n = idx / (width * height * in_channels);
+        index_t rest = idx / width;  // (n * C_in + c) * H + row
+        const index_t row = rest % height;
+        rest /= height;  // n * C_in + c
+        const index_t c = rest % in_channels;
+        const index_t n = rest / in_channels;
         const index_t group = c / in_per_group;
         const index_t c_in_group = c - group * in_per_group;
 

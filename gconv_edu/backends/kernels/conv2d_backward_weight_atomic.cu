@@ -57,10 +57,13 @@ extern "C" __global__ void gconv_backward_weight_atomic(
     const index_t total = batch * out_channels * out_h * out_w;
     const index_t step = (index_t)blockDim.x * (index_t)gridDim.x;
     for (index_t idx = (index_t)blockIdx.x * (index_t)blockDim.x + (index_t)threadIdx.x; idx < total; idx += step) {
+        // Undo idx = ((n * C_out + k) * H_out + oh) * W_out + ow.
         const index_t ow = idx % out_w;
-        const index_t oh = (idx / out_w) % out_h;
-        const index_t k = (idx / (out_w * out_h)) % out_channels;
-        const index_t n = idx / (out_w * out_h * out_channels);
+        index_t rest = idx / out_w;
+        const index_t oh = rest % out_h;
+        rest /= out_h;
+        const index_t k = rest % out_channels;
+        const index_t n = rest / out_channels;
         const index_t group = k / out_per_group;
         const scalar_t grad = dy[idx];
         const scalar_t* x_group = x + (n * in_channels + group * in_per_group) * height * width;

@@ -63,11 +63,14 @@ extern "C" __global__ void gconv_forward(
     const index_t total = batch * out_channels * out_h * out_w;
     const index_t step = (index_t)blockDim.x * (index_t)gridDim.x;
     for (index_t idx = (index_t)blockIdx.x * (index_t)blockDim.x + (index_t)threadIdx.x; idx < total; idx += step) {
-        // Undo idx = ((n * C_out + k) * H_out + oh) * W_out + ow.
+        // Undo idx = ((n * C_out + k) * H_out + oh) * W_out + ow: one division per level (the compiler gets each
+        // remainder from the same division), integer division by a run-time value being the costly step here.
         const index_t ow = idx % out_w;
-        const index_t oh = (idx / out_w) % out_h;
-        const index_t k = (idx / (out_w * out_h)) % out_channels;
-        const index_t n = idx / (out_w * out_h * out_channels);
+        index_t rest = idx / out_w;  // (n * C_out + k) * H_out + oh
+        const index_t oh = rest % out_h;
+        rest /= out_h;  // n * C_out + k
+        const index_t k = rest % out_channels;
+        const index_t n = rest / out_channels;
         const index_t group = k / out_per_group;
 
         // The group's first input channel for this sample, and this filter's weights.
