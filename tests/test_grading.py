@@ -26,7 +26,7 @@ CLASSIC_BUGS = {
     "ex2_dilation_ignored.py": "right without dilation",
     "ex2_transposed_kernel.py": "kernel is not square here",
     "ex4_stride_ignored_in_dx.py": "stride ignored in the backward pass",
-    "ex4_col2im_overwrites.py": "accumulate with +=",
+    "ex4_col2im_overwrites.py": "not overwrite",
     "ex4_dw_averaged.py": "dw is averaged over the batch",
     "ex4_db_mean.py": "db is a mean",
     "ex6_wrong_shuffle_order.py": "that is the inverse shuffle",

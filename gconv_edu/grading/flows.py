@@ -93,7 +93,11 @@ def check_backward(student: StudentFile, case: ConvCase, output: str, explain: b
         check_array(output, got, expected, case.dtype, case.label)
         return
     shape = tuple(got.shape) if isinstance(got, np.ndarray) else ()
-    value_hints = {"dx": hints.dx_value_hints, "dw": hints.dw_value_hints, "db": hints.db_value_hints}[output]
+    value_hints = {
+        "dx": lambda c, e, g: hints.dx_value_hints(c, e, g, dy, weight),
+        "dw": hints.dw_value_hints,
+        "db": hints.db_value_hints,
+    }[output]
     shape_hints = {"dx": hints.dx_shape_hints, "dw": lambda c, s: [], "db": hints.db_shape_hints}[output]
     isolation = hints.isolate(
         output, case, lambda c: _quietly_passes(lambda: check_backward(student, c, output, explain=False))

@@ -213,7 +213,36 @@ def coverage(case: ConvCase) -> np.ndarray:
     return col2im(ones, single)[0, 0]
 
 
-def dx_value_hints(case: ConvCase, expected: np.ndarray, got: Any) -> list[Hint]:
+def overwriting_col2im(case: ConvCase, dy: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """dx as a col2im that ASSIGNS instead of adding computes it: where windows overlap, the last tap (p, q) wins."""
+    from ..backends.im2col import _tap_slices
+
+    geom = case.geometry()
+    g, k, c = case.groups, case.c_out // case.groups, case.c_in // case.groups
+    dy_grouped = dy.astype(np.float64).reshape(case.n, g, k, geom.out_h, geom.out_w)
+    w_grouped = weight.astype(np.float64).reshape(g, k, c, *case.kernel)
+    # (N, G, C_in/G, kH, kW, H_out, W_out): every column's gradient, W^T dY per group
+    dcols = np.einsum("ngkij,gkcpq->ngcpqij", dy_grouped, w_grouped).reshape(
+        case.n, case.c_in, *case.kernel, geom.out_h, geom.out_w
+    )
+    dxpad = np.zeros((case.n, case.c_in, *geom.padded_size))
+    for p in range(case.kernel[0]):
+        for q in range(case.kernel[1]):
+            rows, columns = _tap_slices(geom, p, q)
+            dxpad[:, :, rows, columns] = dcols[:, :, p, q]
+    top, _, left, _ = geom.padding
+    return dxpad[:, :, top : top + case.h, left : left + case.w]
+
+
+OVERWRITE_HINT = "col2im must add every window's contribution (+=), not overwrite"
+
+
+def dx_value_hints(case: ConvCase, expected: np.ndarray, got: Any, dy: np.ndarray, weight: np.ndarray) -> list[Hint]:
+    def assigned() -> str | None:
+        if close(got, overwriting_col2im(case, dy, weight), case.dtype):
+            return f"dx is what an overwriting col2im gives: {OVERWRITE_HINT}"
+        return None
+
     def overwritten() -> str | None:
         if not isinstance(got, np.ndarray) or got.shape != expected.shape:
             return None
@@ -222,13 +251,10 @@ def dx_value_hints(case: ConvCase, expected: np.ndarray, got: Any) -> list[Hint]
         wrong = error > 1e-3 * max(float(np.max(np.abs(expected))), 1e-3)
         # Only telling when some pixels are covered once (and right) while overlapped ones are wrong.
         if wrong.any() and (~overlap).any() and not (wrong & ~overlap).any():
-            return (
-                "dx is right where one window covers a pixel and wrong where windows overlap: accumulate with += "
-                "(col2im must add every window's contribution, not overwrite)"
-            )
+            return f"dx is right where one window covers a pixel and wrong where windows overlap: {OVERWRITE_HINT}"
         return None
 
-    return [overwritten]
+    return [assigned, overwritten]
 
 
 def dx_shape_hints(case: ConvCase, got: tuple[int, ...]) -> list[Hint]:
