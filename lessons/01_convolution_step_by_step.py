@@ -13,6 +13,8 @@
 # Lesson 2 then splits the channels into groups.
 
 # %%
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 from _common import check, close
@@ -21,6 +23,9 @@ import gconv_edu as gc
 from gconv_edu import viz
 from gconv_edu.geometry import conv_output_size
 
+# Lessons 1-6 are about WHAT is computed: calls that name no backend use im2col (NumPy + BLAS, nothing to compile).
+# Lesson 7 races the backends; set GCONV_BACKEND (e.g. to numba) to run any lesson on another one.
+os.environ.setdefault("GCONV_BACKEND", "im2col")
 rng = np.random.default_rng(0)
 
 # %% [markdown]

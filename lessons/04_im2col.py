@@ -14,6 +14,8 @@
 # kH*kW times.
 
 # %%
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 from _common import check, close
@@ -23,6 +25,9 @@ from gconv_edu import viz
 from gconv_edu.backends import im2col as im2col_backend
 from gconv_edu.groups import block_diagonal_weight
 
+# Lessons 1-6 are about WHAT is computed: calls that name no backend use im2col (NumPy + BLAS, nothing to compile).
+# Lesson 7 races the backends; set GCONV_BACKEND (e.g. to numba) to run any lesson on another one.
+os.environ.setdefault("GCONV_BACKEND", "im2col")
 rng = np.random.default_rng(0)
 
 # %% [markdown]

@@ -18,6 +18,8 @@
 # Each step is checked by central finite differences: `(L(t + eps) - L(t - eps)) / (2 eps)`.
 
 # %%
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 from _common import check, close
@@ -26,6 +28,9 @@ import gconv_edu as gc
 from gconv_edu import viz
 from gconv_edu.gradcheck import numeric_gradient, relative_error
 
+# Lessons 1-6 are about WHAT is computed: calls that name no backend use im2col (NumPy + BLAS, nothing to compile).
+# Lesson 7 races the backends; set GCONV_BACKEND (e.g. to numba) to run any lesson on another one.
+os.environ.setdefault("GCONV_BACKEND", "im2col")
 rng = np.random.default_rng(0)
 
 # %% [markdown]
