@@ -192,7 +192,7 @@ def test_unsupported_dtype_and_oversized_kernel_are_refused_clearly():
 
 # --------------------------------------------------------------------------- the .cu files compile (no GPU)
 def test_kernels_are_self_contained_for_nvrtc():
-    assert len(KERNEL_FILES) == 4
+    assert KERNEL_FILES, f"no .cu files in {cupy_gpu.KERNEL_DIR}"
     for path in KERNEL_FILES:
         assert not re.search(r"^\s*#\s*include", path.read_text(), re.M), f"{path.name}: NVRTC has no host headers"
 
