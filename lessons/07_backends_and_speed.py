@@ -107,6 +107,8 @@ def timer(name: str, x: np.ndarray, w: np.ndarray, pad: int, groups: int):
 
 
 contenders = backends + (["torch"] if torch is not None else [])
+# The roofline below is this CPU's: GPU backends (when present) appear in the timings, not on the CPU roofline.
+cpu_contenders = [n for n in contenders if n == "torch" or gc.backends.get_backend(n).device == "cpu"]
 results = {}  # (config, contender) -> seconds
 geometries = {}
 for config, (c_in, c_out, k, pad, groups, size) in NAMED.items():
@@ -144,7 +146,7 @@ intensity, best = {}, {}
 for config, geom in geometries.items():
     intensity[config] = geom.flops / geom.min_bytes(4)  # each of x, w, y moved once: the least traffic possible
     ceiling = min(peak_gflops, intensity[config] * bandwidth_gbs)
-    best[config] = min(contenders, key=lambda n, c=config: results[c, n])
+    best[config] = min(cpu_contenders, key=lambda n, c=config: results[c, n])
     attained = geom.flops / results[config, best[config]] / 1e9
     bound = "memory" if intensity[config] < ridge else "compute"
     print(
@@ -155,7 +157,6 @@ check(
     "the depthwise layer has the lowest arithmetic intensity of the named configs",
     min(intensity, key=intensity.get) == "mobilenet-dw",
 )
-depthwise = geometries["mobilenet-dw"]
 # Per output pixel a 3x3 depthwise filter does 9 multiply-adds (18 FLOPs) and the layer moves one input and one output
 # value (8 bytes in float32): 18 / 8 = 2.25 FLOP/byte, whatever the size; the weights add next to nothing.
 check(
@@ -177,7 +178,7 @@ left.text(ridge * 1.1, 0.08, f"ridge {ridge:.1f} FLOP/byte", fontsize=8)
 left.text(0.4, 0.4 * bandwidth_gbs * 1.5, f"memory: {bandwidth_gbs:.1f} GB/s", fontsize=8, rotation=38)
 left.text(grid[-1], peak_gflops * 1.15, f"peak {peak_gflops:.0f} GFLOP/s", fontsize=8, ha="right")
 for config in NAMED:
-    for name in contenders:
+    for name in cpu_contenders:
         left.scatter(
             intensity[config],
             geometries[config].flops / results[config, name] / 1e9,
@@ -198,7 +199,7 @@ for config in NAMED:
     )
 left.set_xlabel("arithmetic intensity (FLOP per byte of x + w + y)")
 left.set_ylabel("attained GFLOP/s (forward, float32)")
-attained_all = [geometries[c].flops / results[c, n] / 1e9 for c in NAMED for n in contenders]
+attained_all = [geometries[c].flops / results[c, n] / 1e9 for c in NAMED for n in cpu_contenders]
 left.set_ylim(min(attained_all) / 3, max(max(attained_all), peak_gflops) * 2.5)
 if intensity["mobilenet-dw"] < ridge:
     left.set_title("Depthwise sits left of the ridge: memory, not arithmetic, caps its speed", fontsize=10)
