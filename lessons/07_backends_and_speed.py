@@ -234,12 +234,14 @@ viz.save(fig, "07_roofline.png")
 # %% [markdown]
 # ## What we learned
 #
-# - All backends agree (checked); the naive loops are hundreds to thousands of times slower than compiled code.
-# - FLOPs are not time. A depthwise 3x3 layer does ~2 FLOPs per byte it must move, far left of this machine's ridge
-#   point, so the memory bandwidth, not the arithmetic, bounds it. Dense and wide-group layers have hundreds of FLOPs
-#   per byte and can approach the matmul peak. So groups cut FLOPs by G, but the time falls by less, and depthwise
-#   layers run at a small fraction of peak: the seed's "higher computational efficiency" holds for FLOPs, not for
-#   FLOP/s.
+# - All backends agree (checked); on a tiny layer the naive Python loops are tens to hundreds of times slower than
+#   compiled code, and the gap grows with the layer.
+# - FLOPs are not time. A depthwise 3x3 layer does 2.25 FLOPs per byte it must move, left of this machine's ridge
+#   point, so memory bandwidth, not arithmetic, bounds it. The dense layers (alexnet-conv2, dense-3x3) do 100-300
+#   FLOPs per byte and can approach the matmul peak. resnext-g32 and shufflenet-pw-g8 (about 10 FLOPs per byte) sit
+#   right of the ridge yet stay far below peak: their per-group products are thin (C_in/G*kH*kW = 36 and 48),
+#   and thin GEMMs run far below peak, a cost no FLOP count shows. So groups cut FLOPs by G, but time falls by
+#   less: the seed's "higher computational efficiency" holds for FLOPs, not for FLOP/s.
 # - Points above the roof are possible: the ceiling is our own matmul's best (OpenBLAS; a busy machine lowers it), and
 #   a library may do fewer multiplications than the direct count (oneDNN, inside PyTorch, has Winograd kernels for
 #   3x3). Small batches also fit in the caches, whose bandwidth is higher than the big copy's.
