@@ -23,6 +23,7 @@ from _common import check, close
 import gconv_edu as gc
 from gconv_edu import viz
 from gconv_edu.backends import im2col as im2col_backend
+from gconv_edu.bench import NAMED_CONFIGS
 from gconv_edu.groups import block_diagonal_weight
 
 # Lessons 1-6 are about WHAT is computed: calls that name no backend use im2col (NumPy + BLAS, nothing to compile).
@@ -152,12 +153,8 @@ viz.save(fig, "04_im2col_gemm.png")
 # (`GCONV_IM2COL_WORKSPACE_MB`, default 256 MiB); `batch_chunk` says how many images a chunk holds.
 
 # %%
-NAMED = {  # the named configs of `gconv-edu bench` (C_in, C_out, k, padding, G, H=W), batch 8
-    "alexnet-conv2": (96, 256, 5, 2, 2, 27),
-    "resnext-g32": (128, 128, 3, 1, 32, 56),
-    "mobilenet-dw": (64, 64, 3, 1, 64, 112),
-    "shufflenet-pw-g8": (384, 384, 1, 0, 8, 28),
-    "dense-3x3": (64, 64, 3, 1, 1, 56),
+NAMED = {  # name: (C_in, C_out, k, padding, G, H=W) of the layers `gconv-edu bench` times (batch 8 there)
+    name: (c.in_channels, c.out_channels, c.kernel, c.padding, c.groups, c.height) for name, c in NAMED_CONFIGS.items()
 }
 names, input_mib, workspace_mib = [], [], []
 for name, (ci, co, kk, pad, g, hw) in NAMED.items():

@@ -25,6 +25,7 @@ from _common import best_seconds, check, close
 
 import gconv_edu as gc
 from gconv_edu import viz
+from gconv_edu.bench import NAMED_CONFIGS
 from gconv_edu.cli import thread_counts
 
 FAST = viz.fast_mode()
@@ -83,12 +84,8 @@ for name, seconds in tiny_times.items():
 # kernel's, not the copies'. `gconv-edu bench` does this properly (medians, forward+backward, memory).
 
 # %%
-NAMED = {  # (C_in, C_out, k, padding, G, H=W): the named configs of `gconv-edu bench`
-    "alexnet-conv2": (96, 256, 5, 2, 2, 27),
-    "resnext-g32": (128, 128, 3, 1, 32, 56),
-    "mobilenet-dw": (64, 64, 3, 1, 64, 112),
-    "shufflenet-pw-g8": (384, 384, 1, 0, 8, 28),
-    "dense-3x3": (64, 64, 3, 1, 1, 56),
+NAMED = {  # name: (C_in, C_out, k, padding, G, H=W) of the layers `gconv-edu bench` times (batch 8 there)
+    name: (c.in_channels, c.out_channels, c.kernel, c.padding, c.groups, c.height) for name, c in NAMED_CONFIGS.items()
 }
 batch, repeats = (1, 1) if FAST else (2, 7)
 
