@@ -36,7 +36,10 @@ __all__ = [
     "Parameter",
     "ReLU",
     "Sequential",
+    "accuracy",
+    "predict",
     "softmax_cross_entropy",
+    "train_epoch",
 ]
 
 SeedLike = int | np.random.Generator | None
@@ -435,3 +438,35 @@ class SGD:
             velocity *= self.momentum
             velocity += gradient
             parameter.value -= (self.lr * velocity).astype(parameter.value.dtype)
+
+
+# --------------------------------------------------------------------------- training helpers
+def train_epoch(
+    model: Module, optimiser: SGD, x: np.ndarray, labels: np.ndarray, batch_size: int, rng: SeedLike = None
+) -> float:
+    """One pass over (x, labels) in shuffled mini-batches (the order drawn from ``rng``); returns the mean loss.
+
+    x: (N, ...) ; labels: (N,) ints. The model is put in training mode.
+    """
+    batch_size = _positive_int("batch_size", batch_size)
+    model.train()
+    order = np.random.default_rng(rng).permutation(len(x))
+    losses = []
+    for start in range(0, len(x), batch_size):
+        batch = order[start : start + batch_size]
+        loss, dlogits = softmax_cross_entropy(model.forward(x[batch]), labels[batch])
+        model.backward(dlogits)
+        optimiser.step()
+        losses.append(loss)
+    return float(np.mean(losses))
+
+
+def predict(model: Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Logits (N, K) for x: (N, ...), in evaluation mode, batch by batch."""
+    model.eval()
+    return np.concatenate([model.forward(x[start : start + batch_size]) for start in range(0, len(x), batch_size)])
+
+
+def accuracy(model: Module, x: np.ndarray, labels: np.ndarray) -> float:
+    """Share of ``labels`` (N,) that the model's largest logit gets right."""
+    return float(np.mean(predict(model, x).argmax(axis=1) == labels))
