@@ -171,9 +171,9 @@ markers = dict(zip(contenders, "os^Dv<>"))
 grid = np.logspace(-0.5, 3.3, 200)
 left.loglog(grid, np.minimum(peak_gflops, grid * bandwidth_gbs), color="black", linewidth=2)
 left.axvline(ridge, color=viz.NEUTRAL, linestyle=":")
-left.text(ridge * 1.1, 0.08, f"ridge {ridge:.1f} FLOP/byte", fontsize=8)
+left.text(ridge * 1.1, 0.03, f"ridge {ridge:.1f} FLOP/byte", fontsize=8, transform=left.get_xaxis_transform())
 left.text(0.4, 0.4 * bandwidth_gbs * 1.5, f"memory: {bandwidth_gbs:.1f} GB/s", fontsize=8, rotation=38)
-left.text(grid[-1], peak_gflops * 1.15, f"peak {peak_gflops:.0f} GFLOP/s", fontsize=8, ha="right")
+left.text(ridge * 1.1, peak_gflops * 1.15, f"peak {peak_gflops:.0f} GFLOP/s (matmul)", fontsize=8)
 for config in NAMED:
     for name in cpu_contenders:
         left.scatter(
@@ -187,10 +187,11 @@ for config in NAMED:
             zorder=3,
             label=name if config == "alexnet-conv2" else None,
         )
+    best_gflops = geometries[config].flops / results[config, best[config]] / 1e9
     left.annotate(
         config,
-        (intensity[config], geometries[config].flops / results[config, best[config]] / 1e9),
-        xytext=(4, 6),
+        (intensity[config], best_gflops),
+        xytext=(6, -12) if best_gflops > peak_gflops / 3 else (4, 6),  # below the point when near the roof
         textcoords="offset points",
         fontsize=8,
     )

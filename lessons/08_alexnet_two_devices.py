@@ -80,8 +80,8 @@ check(
 # Device d owns input channels and filters of group d: `x[:, in_d]`, `w[out_d]`, and produces `y[:, out_d]`.
 
 # %%
-c_in, c_out, k, size = (16, 32, 5, 27) if FAST else (32, 96, 5, 27)
-batch = 2 if FAST else 4
+c_in, c_out, k, size = (16, 32, 5, 27) if FAST else (48, 128, 5, 27)
+batch = 2 if FAST else 8
 x = rng.standard_normal((batch, c_in, size, size)).astype(np.float32)
 w = rng.standard_normal((c_out, c_in // 2, k, k)).astype(np.float32)
 dy = rng.standard_normal((batch, c_out, size, size)).astype(np.float32)
@@ -110,7 +110,7 @@ check(
 # ends. Baseline: ONE device, one core, doing both groups one after the other.
 
 # %%
-steps = 2 if FAST else 3
+steps = 2 if FAST else 4
 
 
 def train_steps(device: int, log: list) -> None:
