@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +75,13 @@ def _run_batch(batch: list[tuple[Path, str]], timeout: float | None, verbose: bo
         return json.loads(results_file.read_text())
 
 
-def grade(paths: list[str | Path], timeout: float | None = None, verbose: bool = False) -> dict[str, Any]:
+def grade(
+    paths: list[str | Path], timeout: float | None = None, verbose: bool = False, jobs: int | None = None
+) -> dict[str, Any]:
     """Grade student files; returns the results dict described in :mod:`gconv_edu.grading.report`.
 
     ``timeout``: seconds per call of the student's code (default: each exercise's own, 5 s).
+    ``jobs``: batches graded at the same time (default: the number of CPUs, at most 4).
     """
     start = time.monotonic()
     results: dict[str, Any] = {"score": 0.0, "max_score": 0.0, "exercises": [], "tests": [], "errors": []}
@@ -98,8 +102,12 @@ def grade(paths: list[str | Path], timeout: float | None = None, verbose: bool =
             results["errors"].append(f"{path}: no such file")
             continue
         gradable.append(path)
-    for batch in _batches(gradable):
-        part = _run_batch(batch, timeout, verbose)
+    batches = _batches(gradable)
+    workers = max(1, min(len(batches), jobs or min(4, os.cpu_count() or 1)))
+    # Each batch is its own process: threads only wait for them.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = list(pool.map(lambda batch: _run_batch(batch, timeout, verbose), batches))
+    for part in parts:
         for field in ("exercises", "tests", "errors"):
             results[field] += part.get(field, [])
     order = {str(p.resolve()): i for i, p in enumerate(gradable)}
@@ -111,12 +119,12 @@ def grade(paths: list[str | Path], timeout: float | None = None, verbose: bool =
     return results
 
 
-def self_check(timeout: float | None = None, verbose: bool = False) -> int:
+def self_check(timeout: float | None = None, verbose: bool = False, jobs: int | None = None) -> int:
     """The reference solutions must score full marks and the stubs zero, on every exercise. 0 when they do."""
     solutions = [SOLUTIONS_DIR / e.stub for e in EXERCISES.values()]
     stubs = [STUBS_DIR / e.stub for e in EXERCISES.values()]
     present = [p for p in solutions + stubs if p.is_file()]
-    results = grade(present, timeout, verbose)
+    results = grade(present, timeout, verbose, jobs)
     by_file = {e["file"]: e for e in results["exercises"]}
     failures = list(results["errors"])
     for kind, files, wanted in (("solution", solutions, "full"), ("stub", stubs, "zero")):
@@ -150,14 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail-under", type=float, metavar="SCORE", help="exit 1 when the total score is below this")
     parser.add_argument("--self-check", action="store_true", help="solutions score full marks, stubs score zero")
     parser.add_argument("--verbose", action="store_true", help="show pytest's own output too")
+    parser.add_argument("--jobs", type=int, metavar="N", help="files graded at once (default: CPUs, at most 4)")
     args = parser.parse_args(argv)
     if args.timeout is not None and args.timeout <= 0:
         parser.error(f"--timeout={args.timeout} must be > 0 seconds")
+    if args.jobs is not None and args.jobs < 1:
+        parser.error(f"--jobs={args.jobs} must be >= 1")
     if args.self_check:
-        return self_check(args.timeout, args.verbose)
+        return self_check(args.timeout, args.verbose, args.jobs)
     if not args.paths:
         parser.error("give at least one exercise file (or --self-check)")
-    results = grade(args.paths, args.timeout, args.verbose)
+    results = grade(args.paths, args.timeout, args.verbose, args.jobs)
     print(format_table(results))
     if args.gradescope:
         write_json(args.gradescope, gradescope(results))
