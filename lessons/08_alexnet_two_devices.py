@@ -20,9 +20,9 @@ import threading
 import time
 
 import matplotlib.pyplot as plt
+import numba
 import numpy as np
 from _common import best_seconds, check, close
-from numba import njit
 from threadpoolctl import threadpool_limits
 
 import gconv_edu as gc
@@ -92,6 +92,8 @@ device_data = [
 ]
 y_full = gc.conv2d(x, w, padding=2, groups=2, backend=BACKEND)
 y_split = np.concatenate([gc.conv2d(xd, wd, padding=2, backend=BACKEND) for xd, wd, _ in device_data], axis=1)
+y_reference = gc.conv2d(x, w, padding=2, groups=2, backend="im2col")  # lesson 4's backend, as the reference
+check(f"the grouped layer on {BACKEND} == on im2col", close(y_full, y_reference, rtol=1e-4, atol=1e-4))
 check("concatenated outputs of the two devices == the grouped layer", close(y_split, y_full, rtol=1e-4, atol=1e-4))
 dx_full, dw_full, _ = gc.conv2d_backward(dy, x, w, padding=2, groups=2, backend=BACKEND)
 dx_split = np.concatenate(
@@ -115,10 +117,7 @@ steps = 2 if FAST else 4
 
 def train_steps(device: int, log: list) -> None:
     """``steps`` forward+backward passes of one group on one core; appends (device, pass, start, end) to ``log``."""
-    if BACKEND == "numba":
-        import numba
-
-        numba.set_num_threads(1)  # this thread's parallel kernels use one core: one "device"
+    numba.set_num_threads(1)  # this thread's parallel Numba kernels use one core: one "device"
     xd, wd, dyd = device_data[device]
     for _ in range(steps):
         start = time.perf_counter()
@@ -180,10 +179,7 @@ def main_thread_progress(kernel) -> float:
 
 
 def one_kernel() -> None:
-    if BACKEND == "numba":
-        import numba
-
-        numba.set_num_threads(1)
+    numba.set_num_threads(1)
     with threadpool_limits(limits=1):
         gc.conv2d_backward(dy, x, w, padding=2, groups=2, backend=BACKEND)  # one long call, both groups
 
@@ -193,7 +189,7 @@ progress = main_thread_progress(one_kernel)
 # The control: a compiled loop that keeps the GIL (Numba's default for njit without parallel=True or nogil=True).
 
 
-@njit(cache=False)
+@numba.njit(cache=False)
 def spin_holding_gil(repeats: int) -> float:
     total = 0.0
     for i in range(repeats):
