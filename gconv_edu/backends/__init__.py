@@ -115,17 +115,31 @@ def check_backend_name(name: object, source: str = "backend") -> str:
     return name
 
 
-# The CPU rule of "auto", from `gconv-edu bench` (README, "Speed"): the direct Numba loops win while each output
-# pixel sums over a small window, C_in/G * kH * kW multiply-adds (depthwise 9, ResNeXt-g32 36); above that the
-# GEMM in im2col (BLAS: cache blocking, register tiling) wins (dense 3x3: 576, AlexNet conv2: 1200).
-NUMBA_MAX_WINDOW = 64
-AUTO_RULE = f"numba if C_in/G * kH * kW <= {NUMBA_MAX_WINDOW} (and numba is available), else im2col"
+# The CPU rule of "auto", measured with `gconv-edu bench` and 11 further layers (README, "Speed and the auto rule").
+# im2col pays a copy of the input per kernel tap and then runs BLAS's GEMM (blocked, near peak); the Numba loops pay
+# nothing up front but run at 40-70 GFLOP/s per core with their 4x4 register blocks, less on short rows. So:
+# numba where a GEMM has too little to chew on (depthwise-like groups), or where the blocked loops apply, the window
+# C_in/G*kH*kW per output is moderate and the rows are long enough for SIMD; im2col otherwise.
+NUMBA_MAX_WINDOW = 576  # dense 3x3 with 64 channels: numba 0.84x im2col's time; 5x5x48 (1200): im2col 1.8x faster
+NUMBA_MIN_ROW = 32  # 3x3x64 groups on 28-wide rows: im2col 1.2x faster; on 56-wide rows numba wins
+THIN_GROUP = 16  # C_in/G * C_out/G below this (depthwise: 1): the GEMM degenerates, im2col is 4-8x slower
+AUTO_RULE = (
+    f"numba if C_in/G * C_out/G < {THIN_GROUP}, or if its 4x4 register blocks apply (C_in/G, C_out/G multiples "
+    f"of 4, stride_w 1) and C_in/G*kH*kW <= {NUMBA_MAX_WINDOW} and the row length (W_out; H*W for an unpadded "
+    f"stride-1 1x1) >= {NUMBA_MIN_ROW}; else im2col"
+)
 
 
 def cpu_auto_choice(geom: ConvGeometry, available: list[str]) -> str:
     """The CPU backend "auto" picks: see :data:`AUTO_RULE` (a pure function of the geometry, testable)."""
+    if "numba" not in available:
+        return "im2col"
+    from .numba_cpu import row_length, uses_register_blocks
+
+    if geom.in_channels_per_group * geom.out_channels_per_group < THIN_GROUP:
+        return "numba"
     window = geom.in_channels_per_group * geom.kernel_area
-    if "numba" in available and window <= NUMBA_MAX_WINDOW:
+    if uses_register_blocks(geom) and window <= NUMBA_MAX_WINDOW and row_length(geom) >= NUMBA_MIN_ROW:
         return "numba"
     return "im2col"
 

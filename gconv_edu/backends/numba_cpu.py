@@ -92,6 +92,17 @@ def _blocked(cin_g: int, cout_g: int, stride_w: int) -> bool:
 _blocked_jit = njit(cache=True, inline="always")(_blocked)
 
 
+def uses_register_blocks(geom: ConvGeometry) -> bool:
+    """True when the kernels run their 4x4 register blocks on this geometry (else the one-channel loops)."""
+    return _blocked(geom.in_channels_per_group, geom.out_channels_per_group, geom.stride[1])
+
+
+def row_length(geom: ConvGeometry) -> int:
+    """Length of the innermost loops: W_out, or H*W for a pointwise layer (see :func:`_one_row`)."""
+    pointwise = geom.kernel_area == 1 and geom.stride == (1, 1) and geom.padding == (0, 0, 0, 0)
+    return geom.out_h * geom.out_w if pointwise else geom.out_w
+
+
 # --------------------------------------------------------------------------- forward
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _forward_kernel(x, weight, y, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left):  # pragma: no cover - compiled
@@ -190,26 +201,29 @@ def _backward_input_kernel(dy, weight, dx, stride_h, stride_w, dil_h, dil_w, pad
 
 @njit(parallel=True, cache=True, fastmath=DOT_FASTMATH)
 def _backward_weight_kernel(dy, x, dw, db, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left):  # pragma: no cover
-    """dw[k] and db[k] for every output channel k: dot products of a dy row with shifted x rows.
+    """dw[k] and db[k] for every block of output channels: dot products of dy rows with shifted x rows.
 
-    Four input channels per pass share every dy element loaded. The sums are reassociated (``DOT_FASTMATH``), so
-    LLVM keeps them as SIMD partial sums in registers; each k is still summed by one thread in one fixed order.
+    4x4 register block: four filters x four input channels, 16 running sums fed by 8 loads per column (a 4x4 outer
+    product, the micro-kernel of a GEMM). The sums are reassociated (``DOT_FASTMATH``) so that LLVM keeps them as SIMD
+    partial sums; each dw[k] is still summed by one thread in one fixed order.
     """
     n_batch, c_in, height, width = x.shape
     c_out, cin_g, k_h, k_w = dw.shape
     out_h, out_w = dy.shape[2], dy.shape[3]
     cout_g = c_out // (c_in // cin_g)
-    block = BLOCK if cin_g % BLOCK == 0 and stride_w == 1 else 1
-    for k in prange(c_out):
+    block = BLOCK if _blocked_jit(cin_g, cout_g, stride_w) else 1
+    for task in prange(c_out // block):
+        k = task * block  # first filter of this block (all in one group)
         first_in = (k // cout_g) * cin_g
-        total = np.zeros((cin_g, k_h, k_w), dtype=dw.dtype)
-        bias_total = np.zeros(1, dtype=dw.dtype)
+        total = np.zeros((block, cin_g, k_h, k_w), dtype=dw.dtype)  # total[filter in block, c, p, q]
+        bias_total = np.zeros(block, dtype=dw.dtype)
         for n in range(n_batch):
             for i in range(out_h):
-                bias_sum = bias_total[0]
-                for j in range(out_w):
-                    bias_sum += dy[n, k, i, j]
-                bias_total[0] = bias_sum
+                for f in range(block):
+                    bias_sum = bias_total[f]
+                    for j in range(out_w):
+                        bias_sum += dy[n, k + f, i, j]
+                    bias_total[f] = bias_sum
                 for c in range(0, cin_g, block):
                     ci = first_in + c
                     for p in range(k_h):
@@ -221,36 +235,40 @@ def _backward_weight_kernel(dy, x, dw, db, stride_h, stride_w, dil_h, dil_w, pad
                             lo, hi = _valid_range(out_w, width, stride_w, offset)
                             start = _first_input(lo, stride_w, offset)
                             if block == BLOCK:
-                                s0, s1, s2, s3 = (
-                                    total[c, p, q],
-                                    total[c + 1, p, q],
-                                    total[c + 2, p, q],
-                                    total[c + 3, p, q],
-                                )
-                                for j in range(hi - lo):
-                                    d = dy[n, k, i, lo + j]
-                                    s0 += d * x[n, ci, row, start + j]
-                                    s1 += d * x[n, ci + 1, row, start + j]
-                                    s2 += d * x[n, ci + 2, row, start + j]
-                                    s3 += d * x[n, ci + 3, row, start + j]
-                                total[c, p, q], total[c + 1, p, q], total[c + 2, p, q], total[c + 3, p, q] = (
-                                    s0,
-                                    s1,
-                                    s2,
-                                    s3,
-                                )
+                                _outer_product_4x4(dy, x, total, n, k, i, lo, ci, row, start, hi - lo, c, p, q)
                             elif stride_w == 1:
-                                s0 = total[c, p, q]
+                                partial = total[0, c, p, q]
                                 for j in range(hi - lo):
-                                    s0 += dy[n, k, i, lo + j] * x[n, ci, row, start + j]
-                                total[c, p, q] = s0
+                                    partial += dy[n, k, i, lo + j] * x[n, ci, row, start + j]
+                                total[0, c, p, q] = partial
                             else:
-                                s0 = total[c, p, q]
+                                partial = total[0, c, p, q]
                                 for j in range(hi - lo):
-                                    s0 += dy[n, k, i, lo + j] * x[n, ci, row, start + j * stride_w]
-                                total[c, p, q] = s0
-        dw[k] = total
-        db[k] = bias_total[0]
+                                    partial += dy[n, k, i, lo + j] * x[n, ci, row, start + j * stride_w]
+                                total[0, c, p, q] = partial
+        dw[k : k + block] = total
+        db[k : k + block] = bias_total
+
+
+@njit(cache=True, inline="always", fastmath=DOT_FASTMATH)
+def _outer_product_4x4(dy, x, total, n, k, i, lo, ci, row, start, length, c, p, q):  # pragma: no cover - compiled
+    """total[f, c+b, p, q] += sum_j dy[n, k+f, i, lo+j] * x[n, ci+b, row, start+j]  for f, b in 0..3."""
+    s00, s01, s02, s03 = total[0, c, p, q], total[0, c + 1, p, q], total[0, c + 2, p, q], total[0, c + 3, p, q]
+    s10, s11, s12, s13 = total[1, c, p, q], total[1, c + 1, p, q], total[1, c + 2, p, q], total[1, c + 3, p, q]
+    s20, s21, s22, s23 = total[2, c, p, q], total[2, c + 1, p, q], total[2, c + 2, p, q], total[2, c + 3, p, q]
+    s30, s31, s32, s33 = total[3, c, p, q], total[3, c + 1, p, q], total[3, c + 2, p, q], total[3, c + 3, p, q]
+    for j in range(length):
+        d0, d1, d2, d3 = dy[n, k, i, lo + j], dy[n, k + 1, i, lo + j], dy[n, k + 2, i, lo + j], dy[n, k + 3, i, lo + j]
+        x0, x1 = x[n, ci, row, start + j], x[n, ci + 1, row, start + j]
+        x2, x3 = x[n, ci + 2, row, start + j], x[n, ci + 3, row, start + j]
+        s00, s01, s02, s03 = s00 + d0 * x0, s01 + d0 * x1, s02 + d0 * x2, s03 + d0 * x3
+        s10, s11, s12, s13 = s10 + d1 * x0, s11 + d1 * x1, s12 + d1 * x2, s13 + d1 * x3
+        s20, s21, s22, s23 = s20 + d2 * x0, s21 + d2 * x1, s22 + d2 * x2, s23 + d2 * x3
+        s30, s31, s32, s33 = s30 + d3 * x0, s31 + d3 * x1, s32 + d3 * x2, s33 + d3 * x3
+    total[0, c, p, q], total[0, c + 1, p, q], total[0, c + 2, p, q], total[0, c + 3, p, q] = s00, s01, s02, s03
+    total[1, c, p, q], total[1, c + 1, p, q], total[1, c + 2, p, q], total[1, c + 3, p, q] = s10, s11, s12, s13
+    total[2, c, p, q], total[2, c + 1, p, q], total[2, c + 2, p, q], total[2, c + 3, p, q] = s20, s21, s22, s23
+    total[3, c, p, q], total[3, c + 1, p, q], total[3, c + 2, p, q], total[3, c + 3, p, q] = s30, s31, s32, s33
 
 
 # --------------------------------------------------------------------------- entry points
@@ -267,10 +285,9 @@ def _one_row(array: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     elements instead of W (28 -> 784 for ShuffleNet's layer), which is what SIMD loops need to pay off. A view of a
     contiguous array: writing to it writes the array.
     """
-    pointwise = geom.kernel_area == 1 and geom.stride == (1, 1) and geom.padding == (0, 0, 0, 0)
-    if not pointwise:
-        return array
     n, c, h, w = array.shape
+    if row_length(geom) == w:
+        return array
     return array.reshape(n, c, 1, h * w)
 
 

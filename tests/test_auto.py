@@ -1,0 +1,84 @@
+"""The "auto" rule: its choices on the named benchmark configs (the rule itself, never a timing)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gconv_edu as gc
+from gconv_edu.backends import (
+    NUMBA_MAX_WINDOW,
+    NUMBA_MIN_ROW,
+    BackendUnavailableError,
+    choose_auto,
+    cpu_auto_choice,
+)
+from gconv_edu.bench import NAMED_CONFIGS
+from gconv_edu.geometry import ConvGeometry
+
+# The choice the measurements behind AUTO_RULE give (C_in/G * kH * kW in brackets).
+EXPECTED = {
+    "mobilenet-dw": "numba",  # 9
+    "resnext-g32": "numba",  # 36
+    "shufflenet-pw-g8": "numba",  # 48
+    "dense-3x3": "numba",  # 576
+    "alexnet-conv2": "im2col",  # 1200
+}
+BOTH = ["naive", "im2col", "numba"]
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_choice_on_named_configs(name):
+    assert cpu_auto_choice(NAMED_CONFIGS[name].geometry(), BOTH) == EXPECTED[name]
+
+
+def _dense(channels, kernel, width, stride=1, groups=1, out_channels=None):
+    out_channels = channels if out_channels is None else out_channels
+    return ConvGeometry.from_shapes(
+        (1, channels, 8, width), (out_channels, channels // groups, kernel, kernel), stride=stride, groups=groups
+    )
+
+
+def test_window_threshold_is_inclusive():
+    assert cpu_auto_choice(_dense(NUMBA_MAX_WINDOW // 4, 2, 40), BOTH) == "numba"  # window 4 * 144 = 576
+    assert cpu_auto_choice(_dense(NUMBA_MAX_WINDOW // 4 + 4, 2, 40), BOTH) == "im2col"  # 592
+
+
+def test_short_rows_unblocked_layers_and_thin_groups():
+    assert cpu_auto_choice(_dense(16, 3, NUMBA_MIN_ROW + 2), BOTH) == "numba"  # W_out = 32
+    assert cpu_auto_choice(_dense(16, 3, NUMBA_MIN_ROW + 1), BOTH) == "im2col"  # W_out = 31
+    assert cpu_auto_choice(_dense(16, 3, 60, stride=2), BOTH) == "im2col"  # strided rows: no register blocks
+    assert cpu_auto_choice(_dense(3, 3, 60, out_channels=64), BOTH) == "im2col"  # C_in/G = 3: no register blocks
+    assert cpu_auto_choice(_dense(12, 3, 8, groups=12, out_channels=36), BOTH) == "numba"  # depthwise x3, short rows
+    assert cpu_auto_choice(_dense(12, 3, 60, stride=2, groups=12), BOTH) == "numba"  # depthwise, strided
+
+
+def test_without_numba_auto_falls_back_to_im2col():
+    geom = NAMED_CONFIGS["mobilenet-dw"].geometry()
+    assert cpu_auto_choice(geom, ["naive", "im2col"]) == "im2col"
+
+
+def test_choose_auto_on_cpu_uses_the_rule():
+    geom = NAMED_CONFIGS["resnext-g32"].geometry()
+    assert choose_auto(geom, on_gpu=False) == cpu_auto_choice(geom, gc.available_backends())
+
+
+def test_auto_on_gpu_arrays_needs_a_gpu_backend():
+    geom = NAMED_CONFIGS["resnext-g32"].geometry()
+    if any(name in gc.available_backends() for name in ("cupy", "cupy-raw")):
+        assert choose_auto(geom, on_gpu=True) in ("cupy", "cupy-raw")
+    else:
+        with pytest.raises(BackendUnavailableError, match="no GPU backend"):
+            choose_auto(geom, on_gpu=True)
+
+
+def test_auto_computes_what_its_choice_computes():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 6, 6))
+    weight = rng.standard_normal((4, 1, 3, 3))
+    geom = ConvGeometry.from_shapes(x.shape, weight.shape, padding=1, groups=4)
+    chosen = choose_auto(geom, on_gpu=False)
+    np.testing.assert_array_equal(
+        gc.conv2d(x, weight, padding=1, groups=4, backend="auto"),
+        gc.conv2d(x, weight, padding=1, groups=4, backend=chosen),
+    )
