@@ -37,6 +37,7 @@ OTHER_BAD_FILES = [
     "ex2_modifies_input.py",
     "ex2_imports_gconv_edu.py",
     "ex6_imports_gconv_edu_at_runtime.py",
+    "ex5_no_numba.py",
 ]
 
 
@@ -99,6 +100,35 @@ def test_using_gconv_edu_gives_no_credit(wrong_results, name, line):
     exercise = _exercise(wrong_results, name)
     assert exercise["score"] == 0 and f"import of gconv_edu at line {line}" in exercise["verdict"]
     assert all(t["score"] == 0 and "no credit" in t["output"] for t in _tests_of(wrong_results, name))
+
+
+def test_numba_exercise_without_numba_loses_only_that_test(wrong_results):
+    failed = [t for t in _tests_of(wrong_results, "ex5_no_numba.py") if t["status"] == "failed"]
+    assert [t["name"] for t in failed] == ["ex5: a Numba-compiled function does the work"]
+    assert "decorate your loop function with @numba.njit" in failed[0]["output"]
+
+
+def test_prints_wrong_dtype_and_a_dying_process(tmp_path):
+    """The student's prints do not disturb grading; a wrong dtype is named; a process that dies fails its tests."""
+    odd = tmp_path / "ex6_odd.py"
+    odd.write_text(
+        "import os\nimport numpy as np\nprint('debug output at import')\n\n"
+        "def channel_shuffle(x, groups):\n"
+        "    print('debug output in a call')\n"
+        "    n, c, h, w = x.shape\n"
+        "    y = x.reshape(n, groups, c // groups, h, w).transpose(0, 2, 1, 3, 4).reshape(n, c, h, w)\n"
+        "    return y.astype(np.float64)\n\n"
+        "def channel_shuffle_backward(dy, groups):\n"
+        "    os._exit(3)\n"
+    )
+    tests = grade([odd])["tests"]
+    shuffle = [t for t in tests if "channel_shuffle [" in t["name"]]
+    assert [t["status"] for t in shuffle] == ["passed", "passed", "failed", "passed", "failed"]  # float32 cases fail
+    assert all("dtype expected float32 (the inputs' dtype), got float64" in t["output"] for t in shuffle[2::2])
+    backward = [t for t in tests if "backward" in t["name"]]
+    assert all(
+        "died in channel_shuffle_backward() after" in t["output"] and "exit code 3" in t["output"] for t in backward
+    )
 
 
 def test_forbidden_imports_found_statically():
