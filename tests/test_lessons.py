@@ -74,6 +74,16 @@ def test_lessons_are_jupytext_percent_notebooks():
         assert text.count("\n# %%\n") >= 3, f"{name} needs code cells"
 
 
+def test_lessons_open_as_notebooks_with_prose_and_code():
+    jupytext = pytest.importorskip("jupytext")  # a tool for readers, not a dependency of the package
+    for name in EXPECTED_FIGURES:
+        notebook = jupytext.reads((LESSONS / name).read_text(), fmt="py:percent")
+        kinds = [cell.cell_type for cell in notebook.cells]
+        assert kinds.count("markdown") >= 3 and kinds.count("code") >= 3, f"{name}: cells {kinds}"
+        code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+        compile(code, name, "exec")  # the notebook's code cells, in order, are valid Python
+
+
 # --------------------------------------------------------------------------- viz helpers
 def test_group_colours_are_stable_distinct_and_cycle():
     first = [viz.group_color(g) for g in range(len(viz.PALETTE))]
