@@ -124,7 +124,12 @@ class ConvCase:
 
 
 def case(id: str, n: int, c_in: int, c_out: int, h: int, w: int, seed: int, **options) -> ConvCase:
+    """A :class:`ConvCase` written compactly: id, N, C_in, C_out, H, W, seed, then the options by name."""
     return ConvCase(id, n, c_in, c_out, h, w, seed=seed, **options)
+
+
+# Every feature at once: groups, a rectangular kernel, stride, padding and dilation that differ between H and W.
+EVERYTHING = {"groups": 2, "kernel": (2, 3), "stride": (2, 1), "padding": (1, 2), "dilation": (1, 2)}
 
 
 # Covers: groups 1, >1, depthwise, depthwise with multiplier; stride 2, 3 and (2, 1) on sizes they do not divide;
@@ -143,41 +148,14 @@ FORWARD_CASES = [
     case("dilation2x1-groups2", 1, 4, 4, 7, 6, seed=110, dilation=(2, 1), padding=(1, 1), groups=2),
     case("float32-groups2", 2, 4, 4, 6, 6, seed=111, groups=2, padding=(1, 1), dtype="float32"),
     case("kernel1x1-groups2", 2, 4, 6, 3, 4, seed=112, kernel=(1, 1), groups=2),
-    case(
-        "everything-float32",
-        2,
-        6,
-        4,
-        7,
-        8,
-        seed=113,
-        groups=2,
-        kernel=(2, 3),
-        stride=(2, 1),
-        padding=(1, 2),
-        dilation=(1, 2),
-        dtype="float32",
-    ),
+    case("everything-float32", 2, 6, 4, 7, 8, seed=113, dtype="float32", **EVERYTHING),
 ]
 
 # Numba compiles once per argument-type signature (dtype, bias or None): few cases, both dtypes, both bias kinds.
 NUMBA_CASES = [c for c in FORWARD_CASES if c.id in ("basic", "groups3-kernel2x3", "depthwise", "everything-float32")]
-NUMBA_CASES.append(
-    case(
-        "stride3-dilation2-float32",
-        1,
-        4,
-        4,
-        9,
-        8,
-        seed=114,
-        stride=(3, 2),
-        dilation=(2, 1),
-        groups=4,
-        bias=False,
-        dtype="float32",
-    )
-)
+# The remaining signature (float32 without bias), on stride (3, 2) with dilation (2, 1), depthwise.
+UNEVEN_DEPTHWISE = {"stride": (3, 2), "dilation": (2, 1), "groups": 4, "bias": False, "dtype": "float32"}
+NUMBA_CASES.append(case("stride3-dilation2-float32", 1, 4, 4, 9, 8, seed=114, **UNEVEN_DEPTHWISE))
 
 BACKWARD_CASES = [
     case("basic", 2, 3, 4, 5, 5, seed=201),
@@ -187,20 +165,7 @@ BACKWARD_CASES = [
     case("stride3-kernel2x3", 1, 4, 2, 8, 9, seed=205, stride=(3, 3), kernel=(2, 3), groups=2),
     case("dilation2", 3, 2, 2, 7, 7, seed=206, dilation=(2, 2)),
     case("float32-groups2", 2, 4, 4, 6, 6, seed=207, groups=2, padding=(1, 1), dtype="float32"),
-    case(
-        "everything",
-        2,
-        6,
-        4,
-        7,
-        8,
-        seed=208,
-        groups=2,
-        kernel=(2, 3),
-        stride=(2, 1),
-        padding=(1, 2),
-        dilation=(1, 2),
-    ),
+    case("everything", 2, 6, 4, 7, 8, seed=208, **EVERYTHING),
 ]
 
 
