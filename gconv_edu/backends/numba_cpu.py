@@ -97,10 +97,14 @@ def uses_register_blocks(geom: ConvGeometry) -> bool:
     return _blocked(geom.in_channels_per_group, geom.out_channels_per_group, geom.stride[1])
 
 
+def _is_pointwise(geom: ConvGeometry) -> bool:
+    """1x1, stride 1, no padding: output pixel (i, j) reads input pixel (i, j) only."""
+    return geom.kernel_area == 1 and geom.stride == (1, 1) and geom.padding == (0, 0, 0, 0)
+
+
 def row_length(geom: ConvGeometry) -> int:
     """Length of the innermost loops: W_out, or H*W for a pointwise layer (see :func:`_one_row`)."""
-    pointwise = geom.kernel_area == 1 and geom.stride == (1, 1) and geom.padding == (0, 0, 0, 0)
-    return geom.out_h * geom.out_w if pointwise else geom.out_w
+    return geom.out_h * geom.out_w if _is_pointwise(geom) else geom.out_w
 
 
 # --------------------------------------------------------------------------- forward
@@ -285,9 +289,9 @@ def _one_row(array: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     elements instead of W (28 -> 784 for ShuffleNet's layer), which is what SIMD loops need to pay off. A view of a
     contiguous array: writing to it writes the array.
     """
-    n, c, h, w = array.shape
-    if row_length(geom) == w:
+    if not _is_pointwise(geom):
         return array
+    n, c, h, w = array.shape
     return array.reshape(n, c, 1, h * w)
 
 
