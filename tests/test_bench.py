@@ -7,6 +7,7 @@ import json
 import pytest
 
 from gconv_edu import bench
+from gconv_edu.backends import choose_auto
 from gconv_edu.bench import NAMED_CONFIGS, QUICK_CONFIGS, BenchConfig, parse_config, roofline, run_benchmark
 
 TINY = QUICK_CONFIGS["resnext-g32-tiny"]
@@ -57,7 +58,7 @@ def test_run_benchmark_records(capsys):
         assert record["ms_min"] <= record["ms_median"] <= record["ms_max"]
         assert record["gflops"] > 0 and record["ratio_to_peer"] is None and record["threads"] == 1
         assert record["peak_extra_mib"] > 0  # at least the outputs, which NumPy allocates
-    assert records[1]["auto_choice"] == "numba"
+    assert records[1]["auto_choice"] == choose_auto(TINY.geometry(), on_gpu=False)
     assert "[bench]" in capsys.readouterr().err  # progress goes to stderr
 
 
