@@ -106,7 +106,15 @@ class StudentFile:
         parent, child = socket.socketpair()
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-I", str(WORKER), str(child.fileno()), str(self.path), ",".join(FORBIDDEN_MODULES)],
+                [
+                    sys.executable,
+                    "-I",
+                    str(WORKER),
+                    str(child.fileno()),
+                    str(self.path),
+                    ",".join(FORBIDDEN_MODULES),
+                    str(os.getpid()),
+                ],
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,

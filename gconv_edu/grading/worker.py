@@ -1,6 +1,6 @@
 """The process that runs a student's file: imports it, then answers calls until its pipe closes.
 
-Started by :class:`gconv_edu.grading.sandbox.StudentFile` as ``python -I worker.py FD PATH FORBIDDEN``, so it is a
+Started by :class:`gconv_edu.grading.sandbox.StudentFile` as ``python -I worker.py FD PATH FORBIDDEN PARENT_PID``, a
 plain script: it imports nothing of gconv_edu (a student file must not reach the reference implementation, and this
 process does not even have it loaded), and ``-I`` keeps the script's own folder off ``sys.path``.
 
@@ -77,8 +77,22 @@ def _numba_report(module) -> dict[str, int]:
     return report
 
 
+def _die_with_parent(parent: int) -> None:
+    """Linux: be killed when the grader dies, even in the middle of a student's infinite loop (no orphans)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the grader kills its workers itself; only a crashed grader could leave one behind
+    if os.getppid() != parent:  # the grader died before prctl took effect
+        os._exit(1)
+
+
 def main(argv: list[str]) -> None:
     fd, student_path, forbidden = int(argv[1]), argv[2], [name for name in argv[3].split(",") if name]
+    _die_with_parent(int(argv[4]))
     connection = Connection(fd)
     blocker = ForbiddenImportBlocker(forbidden, student_path)
     sys.meta_path.insert(0, blocker)
