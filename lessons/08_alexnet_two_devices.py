@@ -74,6 +74,34 @@ check(
 )
 
 # %% [markdown]
+# Was "a little under 3 GB" plausible? A rough count of what training keeps in memory at batch 128: every layer's
+# output (saved for the backward pass, and about as much again for its gradient), and the parameters three times
+# (weights, gradients, momentum). The layer outputs per image: the input, conv1 -> LRN -> pool, conv2 -> LRN -> pool,
+# conv3, conv4, conv5 -> pool, then the fully connected 4096, 4096, 1000.
+
+# %%
+outputs_per_image = [3 * 227 * 227]
+outputs_per_image += [96 * 55 * 55, 96 * 55 * 55, 96 * 27 * 27]  # conv1, LRN1, pool1
+outputs_per_image += [256 * 27 * 27, 256 * 27 * 27, 256 * 13 * 13]  # conv2, LRN2, pool2
+outputs_per_image += [384 * 13 * 13, 384 * 13 * 13, 256 * 13 * 13, 256 * 6 * 6]  # conv3, conv4, conv5, pool5
+outputs_per_image += [4096, 4096, 1000]
+conv_params = sum(
+    gc.ConvGeometry.from_shapes((1, ci, s, s), (co, ci // g, k, k), (co,), stride=st, padding=p, groups=g).params
+    for _, ci, co, k, st, p, g, s in ALEXNET
+)
+fc_params = (256 * 6 * 6 + 1) * 4096 + (4096 + 1) * 4096 + (4096 + 1) * 1000
+activation_bytes = 2 * N * sum(outputs_per_image) * BYTES  # outputs and their gradients
+parameter_bytes = 3 * (conv_params + fc_params) * BYTES  # weights, gradients, momentum
+total = activation_bytes + parameter_bytes
+print(f"parameters: {(conv_params + fc_params) / 1e6:.1f} M ({conv_params / 1e6:.2f} M in the convolutions)")
+print(
+    f"training memory, rough: activations {activation_bytes / 1e9:.2f} GB + parameters {parameter_bytes / 1e9:.2f} GB "
+    f"= {total / 1e9:.2f} GB; per GPU when split in two: {total / 2e9:.2f} GB (a GTX 580 had 1.5 GB)"
+)
+check("AlexNet has about 61 M parameters (the paper's figure)", 60e6 < conv_params + fc_params < 62e6)
+check("the whole does not fit one 1.5 GB GPU, each half does (by this rough count)", total > 1.5e9 > total / 2)
+
+# %% [markdown]
 # ## Step 2: one grouped layer, split by groups, gives the same answer
 #
 # A scaled-down conv2 (96 -> 256 channels would be slow on one core; we keep its 5x5 kernel, G = 2 and 27x27 map).
@@ -287,7 +315,9 @@ viz.save(fig, "08_two_devices.png")
 # - Split by groups, a grouped layer runs on two devices with no communication in either pass; a dense layer split the
 #   same way must all-gather its input and reduce its dx every step (for AlexNet's conv3 at batch 128: the MiB in the
 #   table above, every step).
-# - Each device holds 1/G of the weights and of the activations: this is what let AlexNet fit in 2 x 1.5 GB.
+# - Each device holds 1/G of the weights and of the activations: this is what let AlexNet fit in 2 x 1.5 GB. Our
+#   rough count (about 2.2 GB for training at batch 128, 1.1 GB per half) agrees in order of magnitude with the
+#   seed's "a little under 3 GB" (the real network also needed working space and its framework's overheads).
 # - Running two devices as two Python threads needs kernels that release the GIL: Numba's parallel kernels and BLAS
 #   do (measured: the main thread keeps running Python while a kernel runs). The speed-up also needs
 #   two free cores: on an idle 2-core machine it approaches 2x, on a shared one it can vanish (the lesson prints the
