@@ -8,9 +8,10 @@ What is measured, and how:
   ``warmup_ms`` (for ``numba`` that is JIT compilation, or loading it from the cache);
 * the median of ``repeats`` calls is the number, min and max give the spread; GFLOP/s counts
   :attr:`ConvGeometry.flops` (forward) plus :attr:`ConvGeometry.backward_flops` (forward+backward);
-* peak extra memory: the peak of NumPy allocations during one call, outputs included, seen by ``tracemalloc``
-  (NumPy reports its buffers to it). It does NOT see Numba's in-kernel buffers (Numba's own allocator) nor PyTorch's
-  allocator, so PyTorch gets no number;
+* peak extra memory: the peak of traced allocations during one call, outputs included, seen by ``tracemalloc``.
+  NumPy reports its buffers to it, and Numba's arrays (also those a kernel allocates inside ``prange``, per thread)
+  come from Python's raw allocator, which it hooks (checked: four 19 MiB buffers in a 2-thread prange show as a
+  38 MiB peak). PyTorch's allocator is invisible to it, so PyTorch gets no number;
 * the roofline of each config: arithmetic intensity = FLOPs / :meth:`ConvGeometry.min_bytes` (each array touched once).
 
 ``--device gpu`` times device-resident CuPy arrays with ``cupyx.profiler.benchmark`` (CUDA events) for ``cupy``,
@@ -236,7 +237,7 @@ def _time_gpu(function: Callable[[], Any], repeats: int) -> tuple[float, list[fl
 
 
 def _peak_numpy_bytes(function: Callable[[], Any]) -> int:
-    """Peak bytes NumPy allocated during one call (tracemalloc), outputs included."""
+    """Peak bytes NumPy and Numba allocated during one call (tracemalloc), outputs included."""
     tracemalloc.start()
     try:
         result = function()
@@ -440,6 +441,31 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def auto_summary(records: Sequence[dict[str, Any]]) -> str:
+    """Per (config, pass): what ``auto`` picked, the fastest of our other backends in THIS run, and auto / fastest."""
+    lines = []
+    for record in records:
+        if record["contender"] != "auto" or "skipped" in record:
+            continue
+        others = [
+            r
+            for r in records
+            if (r["config"], r["pass"]) == (record["config"], record["pass"])
+            and r["kind"] == "backend"
+            and r["contender"] != "auto"
+            and "skipped" not in r
+        ]
+        if not others:
+            continue
+        best = min(others, key=lambda r: r["ms_median"])
+        ratio = record["ms_median"] / best["ms_median"]
+        lines.append(
+            f"  {record['config']:<22} {record['pass']:<17} auto -> {record['auto_choice']:<7} fastest here: "
+            f"{best['contender']:<7} ({best['ms_median']:.2f} ms); auto / fastest = {ratio:.2f}"
+        )
+    return "\n".join(lines)
+
+
 def plot(records: Sequence[dict[str, Any]], path: str | Path, title_note: str = "") -> Path:
     """Bars of time relative to the peer (or GFLOP/s without one), one panel per pass; returns the PNG's path."""
     from .viz import PALETTE, plt
@@ -534,7 +560,10 @@ def main(argv: list[str]) -> int:
         }
     print(f"gconv-edu bench on {settings['machine']}, {settings['date']}")
     print(f"threads: {counts}  (load average {settings['load_average']})")
-    print(f"{args.dtype}, median of {repeats} timed calls after one warm-up; peak MiB: NumPy allocations (tracemalloc)")
+    print(
+        f"{args.dtype}, median of {repeats} timed calls after one warm-up (spread: min-max); "
+        "peak MiB: NumPy/Numba allocations (tracemalloc)"
+    )
     try:
         records = run_benchmark(configs, backends, peers, args.passes, args.dtype, repeats, args.threads, args.device)
     except (RuntimeError, ValueError) as error:
@@ -544,6 +573,7 @@ def main(argv: list[str]) -> int:
     from .backends import AUTO_RULE
 
     print(f"\nauto rule (CPU): {AUTO_RULE}")
+    print(auto_summary(records))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         payload = {"settings": settings, "configs": [asdict(c) for c in configs], "records": records}
