@@ -30,6 +30,7 @@ CLASSIC_BUGS = {
     "ex4_dw_averaged.py": "dw is averaged over the batch",
     "ex4_db_mean.py": "db is a mean",
     "ex6_wrong_shuffle_order.py": "that is the inverse shuffle",
+    "ex3_im2col_row_order.py": "rows are ordered (kernel row, kernel column, channel)",
 }
 OTHER_BAD_FILES = [
     "ex2_hangs_on_stride.py",

@@ -64,7 +64,9 @@ def _run_batch(batch: list[tuple[Path, str]], timeout: float | None, verbose: bo
         for path, _ in batch:
             command += ["--student", str(path.resolve())]
         command += [str(EXERCISES[key].test_module) for _, key in batch]
-        env = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+        # Only this plugin, and none of the caller's pytest options (a PYTEST_ADDOPTS="-x" would stop grading early).
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
         completed = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
         if verbose:
             print(completed.stdout + completed.stderr)

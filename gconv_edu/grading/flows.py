@@ -8,7 +8,7 @@ import numpy as np
 
 from . import hints
 from .cases import ConvCase, Im2colCase
-from .checks import check_array, close
+from .checks import Hint, check_array, close
 from .exercises import CONV_ARGS
 from .sandbox import GradingFailure, StudentError, StudentFile
 
@@ -52,8 +52,17 @@ def _index_error_hint(error: StudentError, case: ConvCase) -> str:
     return ""
 
 
-def check_forward(student: StudentFile, case: ConvCase, function: str = "conv2d_forward", explain: bool = True) -> None:
-    """y of ``function(x, weight, bias, stride, padding, dilation, groups)`` against the reference, one-line failure."""
+def check_forward(
+    student: StudentFile,
+    case: ConvCase,
+    function: str = "conv2d_forward",
+    explain: bool = True,
+    first_hints: tuple[Hint, ...] = (),
+) -> None:
+    """y of ``function(x, weight, bias, stride, padding, dilation, groups)`` against the reference, one-line failure.
+
+    ``first_hints`` are tried before the generic ones (e.g. ex3: "your im2col is wrong on this input").
+    """
     (x, weight, bias), expected, got = run_forward(student, case, function)
     if not explain:
         check_array("y", got, expected, case.dtype, case.label)
@@ -69,9 +78,30 @@ def check_forward(student: StudentFile, case: ConvCase, function: str = "conv2d_
         expected,
         case.dtype,
         case.label,
-        hints=[*value_hints, isolation],
-        shape_hints=[*hints.forward_shape_hints(case, shape), isolation],
+        hints=[*first_hints, *value_hints, isolation],
+        shape_hints=[*first_hints, *hints.forward_shape_hints(case, shape), isolation],
     )
+
+
+def im2col_first(student: StudentFile, case: ConvCase) -> Hint:
+    """ex3's forward pass is built on the student's im2col: if that is wrong on this input, say so first."""
+
+    def hint() -> str | None:
+        unfold = Im2colCase(
+            f"{case.id}-im2col",
+            (case.n, case.c_in, case.h, case.w),
+            case.kernel,
+            case.stride,
+            case.padding,
+            case.dilation,
+            case.dtype,
+            case.seed,
+        )
+        if _quietly_passes(lambda: check_im2col(student, unfold, explain=False)):
+            return None
+        return "your im2col is wrong on this input (see the im2col tests): fix it first"
+
+    return hint
 
 
 # --------------------------------------------------------------------------- backward
