@@ -205,3 +205,34 @@ def test_plugin_is_inert_without_student(tmp_path):
     (tmp_path / "test_tiny.py").write_text("def test_one():\n    assert True\n")
     result = _pytest(str(tmp_path / "test_tiny.py"), "-q", "--rootdir", str(tmp_path))
     assert result.returncode == 0 and "gconv-edu grade" not in result.stdout and "Score:" not in result.stdout
+
+
+def test_instructor_test_module_points_visibility_and_explicit_paths(tmp_path):
+    """A test module of one's own, given explicitly: marker points and Gradescope visibility reach the results."""
+    (tmp_path / "test_extra.py").write_text(
+        "import numpy as np\nimport pytest\n\nEXERCISE = 'ex6'\n\n"
+        "@pytest.mark.points(4, visibility='after_published')\n"
+        "@pytest.mark.parametrize('groups', [1, 2])\n"
+        "def test_hidden(student, groups):\n"
+        "    '''hidden shuffle check'''\n"
+        "    student.call('channel_shuffle', np.zeros((1, 4, 1, 1)), groups)\n\n"
+        "def test_unmarked(student):\n"
+        "    student.call('channel_shuffle', np.zeros((1, 4, 1, 1)), 3)\n"
+    )
+    out = tmp_path / "results.json"
+    run = _pytest(
+        str(tmp_path / "test_extra.py"),
+        "--student",
+        str(SOLUTIONS_DIR / "ex6_shuffle.py"),
+        "--grading-results",
+        str(out),
+        "--rootdir",
+        str(tmp_path),
+    )
+    tests = json.loads(out.read_text())["tests"]
+    assert [(t["name"], t["max_score"], t["status"], t["visibility"]) for t in tests] == [
+        ("ex6: hidden shuffle check [1]", 2.0, "passed", "after_published"),
+        ("ex6: hidden shuffle check [2]", 2.0, "passed", "after_published"),
+        ("ex6: test_unmarked", 1.0, "failed", "visible"),  # 3 does not divide 4: the student's code raised
+    ], run.stdout
+    assert "raised ValueError" in tests[2]["output"] and "line" in tests[2]["output"]
