@@ -72,7 +72,7 @@ class StudentFile:
         self.functions: list[str] | None = None
         self._process: subprocess.Popen | None = None
         self._connection: Connection | None = None
-        self._log = tempfile.TemporaryFile()  # the worker's stdout/stderr: the student's prints, crash messages
+        self._log = tempfile.TemporaryFile()  # the worker's stderr: why it crashed, if it did
         self._seen_signatures: set[tuple] = set()
         self._timeouts = 0
         self._preflight()
@@ -117,7 +117,7 @@ class StudentFile:
                 ],
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,
-                stdout=self._log,
+                stdout=subprocess.DEVNULL,  # a print in an infinite loop must not fill the disk
                 stderr=self._log,
                 cwd=str(self.path.parent),
                 env=_worker_environment(),
