@@ -22,13 +22,13 @@ import numpy as np
 __all__ = ["CLASS_NAMES", "COLOUR_NAMES", "ORIENTATION_NAMES", "Dataset", "make_dataset", "make_images"]
 
 COLOUR_NAMES = ("warm", "green", "cool")
-ORIENTATION_NAMES = ("0 deg", "60 deg", "120 deg")
+ORIENTATION_NAMES = ("0 deg", "60 deg", "120 deg")  # the stripes' angle from horizontal, counter-clockwise
 CLASS_NAMES = tuple(f"{colour} {orientation}" for colour in COLOUR_NAMES for orientation in ORIENTATION_NAMES)
 
 # Orange-red, green and blue hues, scaled so that their luminance (the mean over R, G, B) is the same.
 _HUES = np.array([[1.0, 0.45, 0.15], [0.35, 0.9, 0.25], [0.15, 0.45, 1.0]])
 _HUES *= 0.5 / _HUES.mean(axis=1, keepdims=True)
-_ORIENTATIONS = np.deg2rad([0.0, 60.0, 120.0])
+_STRIPE_ANGLES = np.deg2rad([0.0, 60.0, 120.0])
 
 
 def _check_count(name: str, value: object, minimum: int) -> int:
@@ -69,8 +69,9 @@ def make_images(count: int, size: int = 16, seed: int = 0, noise: float = 0.2) -
         return rng.uniform(low, high, count)[:, None, None]  # (count, 1, 1), broadcasts over the pixels
 
     rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)  # (size, size) each
-    # The stripes' wave vector points along `angle`; the classes are 60 degrees apart, the jitter +/- 25 degrees.
-    angle = _ORIENTATIONS[orientation][:, None, None] + np.deg2rad(per_image(-25, 25))
+    # The wave vector is perpendicular to the stripes; rows grow downwards, so an angle counter-clockwise on screen is
+    # negative in (row, col). Classes are 60 degrees apart, the jitter +/- 25 degrees.
+    angle = -(_STRIPE_ANGLES[orientation][:, None, None] + np.pi / 2 + np.deg2rad(per_image(-25, 25)))
     frequency = per_image(0.17, 0.30) * 2 * np.pi  # radians per pixel: a period of 3.3 to 6 pixels
     phase = per_image(0, 2 * np.pi)
     grating = np.sin(frequency * (np.cos(angle) * cols + np.sin(angle) * rows) + phase)  # (count, size, size)

@@ -3,6 +3,7 @@
 Every layer has ``forward(x) -> y`` (caching what its backward needs) and ``backward(dy) -> dx`` (filling the
 ``grad`` of its parameters: assigned, not accumulated, so one forward then one backward per step). Layout NCHW.
 Parameters are :class:`Parameter` objects (``value`` and ``grad``), initialised from a seed, so a run is repeatable.
+:func:`train_epoch`, :func:`predict` and :func:`accuracy` are the few lines of training loop the lessons share.
 
 Pooling reuses :func:`gconv_edu.backends.im2col.im2col` / ``col2im`` with a depthwise :class:`ConvGeometry`, so the
 pooling windows follow the same one output-size rule as the convolution:

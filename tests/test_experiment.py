@@ -62,14 +62,15 @@ def test_bad_data_arguments_are_rejected():
 
 
 def test_quick_training_run_reaches_well_above_chance():
-    data = make_dataset(train=600, test=300, seed=0)
+    data = make_dataset(train=900, test=300, seed=0)
     rng = np.random.default_rng(0)
     model = nn.Sequential(
         nn.Conv2d(3, 8, 5, padding=2, bias=False, rng=rng),
         nn.BatchNorm2d(8),
         nn.ReLU(),
         nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1, groups=2, rng=rng),
+        nn.Conv2d(8, 16, 3, padding=1, groups=2, bias=False, rng=rng),
+        nn.BatchNorm2d(16),
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.GlobalAvgPool(),
