@@ -16,6 +16,17 @@ BACKWARD_ARGS = ("dy", "x", "weight", "stride", "padding", "dilation", "groups")
 IM2COL_ARGS = ("x", "kernel_size", "stride", "padding", "dilation")
 
 
+# Isolation re-runs the student's code up to 5 times per failing case: only worth it when a call is quick.
+ISOLATION_MAX_CALL_SECONDS = 1.0
+
+
+def _isolation(student: StudentFile, kind: str, case: ConvCase | Im2colCase, check: Any) -> Hint:
+    """The isolation hint of :mod:`.hints` for a failing case, or nothing when the student's code is slow."""
+    if student.last_call_seconds > ISOLATION_MAX_CALL_SECONDS:
+        return lambda: None
+    return hints.isolate(kind, case, lambda control: _quietly_passes(lambda: check(control)))
+
+
 def _quietly_passes(check: Any) -> bool:
     """For isolation hints: does the student's code pass this (control) check?"""
     try:
@@ -69,9 +80,7 @@ def check_forward(
         return
     shape = tuple(got.shape) if isinstance(got, np.ndarray) else ()
     value_hints = hints.forward_value_hints(case, x, weight, bias, expected, got)
-    isolation = hints.isolate(
-        "forward", case, lambda c: _quietly_passes(lambda: check_forward(student, c, function, explain=False))
-    )
+    isolation = _isolation(student, "forward", case, lambda c: check_forward(student, c, function, explain=False))
     check_array(
         "y",
         got,
@@ -129,9 +138,7 @@ def check_backward(student: StudentFile, case: ConvCase, output: str, explain: b
         "db": hints.db_value_hints,
     }[output]
     shape_hints = {"dx": hints.dx_shape_hints, "dw": lambda c, s: [], "db": hints.db_shape_hints}[output]
-    isolation = hints.isolate(
-        output, case, lambda c: _quietly_passes(lambda: check_backward(student, c, output, explain=False))
-    )
+    isolation = _isolation(student, output, case, lambda c: check_backward(student, c, output, explain=False))
     check_array(
         output,
         got,
@@ -152,7 +159,7 @@ def check_im2col(student: StudentFile, case: Im2colCase, explain: bool = True) -
     if not explain:
         check_array("cols", got, expected, case.dtype, case.label)
         return
-    isolation = hints.isolate("im2col", case, lambda c: _quietly_passes(lambda: check_im2col(student, c, False)))
+    isolation = _isolation(student, "im2col", case, lambda c: check_im2col(student, c, explain=False))
     check_array(
         "cols",
         got,

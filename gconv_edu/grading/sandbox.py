@@ -75,6 +75,7 @@ class StudentFile:
         self._log = tempfile.TemporaryFile()  # the worker's stderr: why it crashed, if it did
         self._seen_signatures: set[tuple] = set()
         self._timeouts = 0
+        self.last_call_seconds = 0.0  # how long the latest call took (hints that re-run code skip slow files)
         self._preflight()
 
     # ------------------------------------------------------------------ static checks
@@ -199,8 +200,10 @@ class StudentFile:
             allowance = self.first_call_allowance if not self._timeouts else min(self.first_call_allowance, 15.0)
             timeout, note = timeout + allowance, f"{allowance:g} s of it allowed for compiling; "
         assert self._connection is not None
+        start = time.monotonic()
         self._connection.send(("call", function, args))
         status, payload, modified, violations = self._receive(timeout, f"in {function}()", note)
+        self.last_call_seconds = time.monotonic() - start
         self._seen_signatures.add(signature)
         self._forbid(violations)
         if self.verdict:
