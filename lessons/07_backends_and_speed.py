@@ -128,7 +128,13 @@ for config in NAMED:
 # %%
 matrix_size = 1024 if FAST else 2048
 a = rng.standard_normal((matrix_size, matrix_size)).astype(np.float32)
-peak_gflops = 2 * matrix_size**3 / best_seconds(lambda: a @ a, 3 if FAST else 6) / 1e9
+matmul_repeats = 3 if FAST else 6
+matmul_gflops = {"numpy (OpenBLAS)": 2 * matrix_size**3 / best_seconds(lambda: a @ a, matmul_repeats) / 1e9}
+if torch is not None:  # a second BLAS (oneDNN/MKL): the ceiling is the best matmul we can run, not one library's
+    a_torch = torch.from_numpy(a)
+    matmul_gflops["torch"] = 2 * matrix_size**3 / best_seconds(lambda: torch.mm(a_torch, a_torch), matmul_repeats) / 1e9
+print("float32 matmul GFLOP/s:", {name: round(value, 1) for name, value in matmul_gflops.items()})
+peak_gflops = max(matmul_gflops.values())
 copy_elements = (32 if FAST else 128) * 2**20 // 4
 source, target = np.ones(copy_elements, np.float32), np.empty(copy_elements, np.float32)
 bandwidth_gbs = 2 * source.nbytes / best_seconds(lambda: np.copyto(target, source), 8) / 1e9  # read + write
@@ -240,9 +246,10 @@ viz.save(fig, "07_roofline.png")
 #   right of the ridge yet stay far below peak: their per-group products are thin (C_in/G*kH*kW = 36 and 48),
 #   and thin GEMMs run far below peak, a cost no FLOP count shows. So groups cut FLOPs by G, but time falls by
 #   less: the seed's "higher computational efficiency" holds for FLOPs, not for FLOP/s.
-# - Points above the roof are possible: the ceiling is our own matmul's best (OpenBLAS; a busy machine lowers it), and
-#   a library may do fewer multiplications than the direct count (oneDNN, inside PyTorch, has Winograd kernels for
-#   3x3). Small batches also fit in the caches, whose bandwidth is higher than the big copy's.
+# - Points above the roof are possible: the ceiling is the best matmul we measured, not the hardware's theoretical
+#   peak (cores x SIMD lanes x FMA units x 2 x clock), and a busy machine lowers it; a library may also do fewer
+#   multiplications than the direct count (e.g. Winograd kernels). Small batches fit in the caches, whose bandwidth
+#   is higher than the big copy's.
 # - The im2col backend moves kH*kW times the input (its workspace, lesson 4), so on memory-bound layers a direct
 #   kernel (numba) can beat it.
 #
