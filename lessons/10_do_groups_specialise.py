@@ -88,7 +88,7 @@ for label, column in itertools.product(range(9), range(3)):
     ax.set_xticks([])
     ax.set_yticks([])
     if column == 0:
-        ax.set_title(CLASS_NAMES[label].replace(" ", "\n"), fontsize=8)
+        ax.set_title(CLASS_NAMES[label].replace(" ", "\nstripes ", 1), fontsize=8)
 fig.suptitle("The 9 classes need both colour (3 equal-luminance hues) and orientation (3 gratings)", fontsize=11)
 fig.tight_layout()
 viz.save(fig, "10_data_samples.png")
@@ -189,7 +189,8 @@ for groups, seed in itertools.product(GROUPS, SEEDS):
     runs[groups, seed] = train(groups, seed)
     print(f"G={groups} seed={seed}: test accuracy {runs[groups, seed][1]:.3f}, {runs[groups, seed][2]:.2f} s/epoch")
 accuracy = {g: np.array([runs[g, s][1] for s in SEEDS]) for g in GROUPS}
-epoch_time = {g: float(np.median([runs[g, s][2] for s in SEEDS])) for g in GROUPS}  # median over seeds
+# The fastest epoch over all seeds: other processes only ever add time, so the minimum is the network's own cost.
+epoch_time = {g: float(np.min([runs[g, s][2] for s in SEEDS])) for g in GROUPS}
 check("every run is well above chance (1/9)", all(a.min() > 2 / len(CLASS_NAMES) for a in accuracy.values()))
 
 
@@ -239,6 +240,10 @@ for groups in GROUPS:
         f"G={groups}: |mean CSI half 0 - half 1| = {np.mean(diffs):.3f} (per seed {np.round(diffs, 3)}), "
         f"percentile among random splits {np.round(percentiles, 0)}"
     )
+gaps = {g: float(np.mean([split[g, s][0] for s in SEEDS])) for g in GROUPS}
+mean_percentile = {g: float(np.mean([split[g, s][1] for s in SEEDS])) for g in GROUPS}
+# The rule of Part I, fixed in advance: at the 90th percentile on average, and twice the G = 1 control's gap.
+halves_split = {g: mean_percentile[g] >= 90 and gaps[g] >= 2 * gaps[1] for g in GROUPS[1:]}
 # Do individual filters specialise at all? Random filters' indices cluster at 2/3 (std ~0.08, lesson 9).
 initial_index = np.concatenate([colour_selectivity(build_model(1, s)[CONV1].weight.value.astype(float)) for s in SEEDS])
 trained_index = np.concatenate(list(selectivity.values()))
@@ -348,34 +353,37 @@ for position, groups in zip(positions, GROUPS):
         capsize=4,
         label="mean ± std over seeds" if groups == 1 else None,
     )
-left.axhline(1 / len(CLASS_NAMES), color=viz.NEUTRAL, linestyle=":", label="chance (1/9)")
+every_accuracy = np.concatenate(list(accuracy.values()))
+left.set_ylim(every_accuracy.min() - 0.03, min(1.0, every_accuracy.max() + 0.02))  # zoomed: chance is 1/9
 left.set_xticks(positions, [f"G = {g}" for g in GROUPS])
 left.set_xlabel("groups in conv2")
-left.set_ylabel("test accuracy")
-left.set_ylim(0, 1)
+left.set_ylabel(f"test accuracy (chance {1 / len(CLASS_NAMES):.2f})")
 left.legend(fontsize=8, loc="lower right")
-gap = 100 * (accuracy[GROUPS[-1]].mean() - accuracy[1].mean())
-left.set_title(f"Test accuracy: G=4 is {gap:+.1f} points from G=1{QUICK_NOTE}", fontsize=10)
-width = 0.38
-relative_params = [costs[g][0] / costs[1][0] for g in GROUPS]
-relative_flops = [costs[g][2] / costs[1][2] for g in GROUPS]
-viz.bar_labels(
-    right,
-    right.bar(positions - width / 2, relative_params, width, color=viz.PALETTE[0], label="parameters (whole network)"),
-    "{:.2f}",
+gaps_in_points = [100 * (accuracy[g].mean() - accuracy[1].mean()) for g in GROUPS[1:]]
+holds = "holds" if min(gaps_in_points) >= -2 else "drops"
+left.set_title(
+    f"Accuracy {holds}: G=2 {gaps_in_points[0]:+.1f}, G=4 {gaps_in_points[1]:+.1f} points vs G=1 "
+    f"({len(SEEDS)} seeds){QUICK_NOTE}",
+    fontsize=10,
 )
-viz.bar_labels(
-    right,
-    right.bar(positions + width / 2, relative_flops, width, color=viz.PALETTE[1], label="forward FLOPs per image"),
-    "{:.2f}",
-)
+width = 0.27
+relative = {
+    "parameters (whole network)": [costs[g][0] / costs[1][0] for g in GROUPS],
+    "forward FLOPs per image": [costs[g][2] / costs[1][2] for g in GROUPS],
+    "time per epoch (fastest)": [epoch_time[g] / epoch_time[1] for g in GROUPS],
+}
+for offset, (name, values), color in zip((-width, 0, width), relative.items(), viz.PALETTE[:3]):
+    viz.bar_labels(right, right.bar(positions + offset, values, width, color=color, label=name), "{:.2f}")
 right.set_xticks(positions, [f"G = {g}" for g in GROUPS])
 right.set_xlabel("groups in conv2")
 right.set_ylabel("relative to G = 1")
-right.set_ylim(0, 1.15)
-right.legend(fontsize=8)
+right.set_ylim(0, 1.25 * max(1.0, *relative["time per epoch (fastest)"]))
+right.legend(fontsize=8, loc="upper right")
 right.set_title(
-    f"G=4 keeps {relative_params[-1]:.0%} of the parameters and {relative_flops[-1]:.0%} of the FLOPs", fontsize=10
+    f"G=4: {relative['parameters (whole network)'][-1]:.0%} of the parameters, "
+    f"{relative['forward FLOPs per image'][-1]:.0%} of the FLOPs, {relative['time per epoch (fastest)'][-1]:.0%} "
+    "of the time",
+    fontsize=10,
 )
 fig.tight_layout()
 viz.save(fig, "10_accuracy_and_cost.png")
@@ -418,8 +426,12 @@ for ax, groups in zip(axes, GROUPS):
     ax.set_yticks([])
     ax.set_frame_on(False)
     ax.set_ylabel(f"G = {groups}", rotation=0, ha="right", va="center")
+halves_with_grey = sum(
+    bool(np.any(selectivity[g, example_seed][h * HALF : (h + 1) * HALF] < 0.25)) for g in GROUPS for h in range(2)
+)
 fig.suptitle(
-    f"conv1 filters (seed {example_seed}), each half sorted by colour selectivity index (above each filter)"
+    f"conv1 filters (seed {example_seed}), each half sorted by colour selectivity index (above each filter): "
+    f"{halves_with_grey} of {2 * len(GROUPS)} halves hold a nearly grey filter (< 0.25)"
     f"{QUICK_NOTE}",
     fontsize=10,
 )
@@ -447,10 +459,10 @@ ax.scatter([], [], color=viz.group_color(1), label="half 1 filters (bar: mean)")
 ax.set_xticks(ticks, labels, fontsize=7)
 ax.set_ylabel("colour selectivity index\n(chromatic share of energy)")
 ax.set_ylim(0, 1.08)
-ax.legend(fontsize=8, loc="lower right", ncol=3)
-mean_percentile = {g: np.mean([split[g, s][1] for s in SEEDS]) for g in GROUPS}
+ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3)
 ax.set_title(
-    "Do conv1's halves split into colour and grey filters? Percentile of the half-gap among random splits (above)\n"
+    f"Do conv1's halves split into colour and grey filters? {'Yes' if halves_split[2] else 'No'}: the gap between "
+    "the halves' means sits at this percentile of random splits (above)\n"
     f"mean {mean_percentile[1]:.0f}% for G=1, {mean_percentile[2]:.0f}% for G=2, "
     f"{mean_percentile[4]:.0f}% for G=4{QUICK_NOTE}",
     fontsize=9,
@@ -521,11 +533,15 @@ for groups in GROUPS[1:]:
     verdict = "REPLICATED" if difference >= -0.02 else "NOT replicated"
     print(
         f"Claim 2 (same accuracy), G={groups}: {verdict}. {accuracy[groups].mean():.3f} vs {accuracy[1].mean():.3f} "
-        f"for G=1, a difference of {100 * difference:+.1f} points (standard error {100 * standard_error:.1f})."
+        f"for G=1, a difference of {100 * difference:+.1f} points (standard error {100 * standard_error:.1f})"
+        + (
+            f"; at {abs(difference) / standard_error:.1f} standard errors the difference is small but probably real."
+            if abs(difference) > 2 * standard_error
+            else "; within the noise between seeds."
+        )
     )
-gaps = {g: np.mean([split[g, s][0] for s in SEEDS]) for g in GROUPS}
 for groups in GROUPS[1:]:
-    replicated = mean_percentile[groups] >= 90 and gaps[groups] >= 2 * gaps[1]
+    replicated = halves_split[groups]
     print(
         f"Claim 3a (colour vs grey halves), G={groups}: {'REPLICATED' if replicated else 'NOT replicated'}. "
         f"Gap between the halves' mean colour index {gaps[groups]:.3f} (control G=1: {gaps[1]:.3f}); percentile "
