@@ -581,8 +581,8 @@ for groups in GROUPS[1:]:
 # - **Colour vs grey halves: not replicated.** Individual first-layer filters do become colour or black-and-white
 #   (their index spreads from about 0.05 to 0.9, against 2/3 +/- 0.08 for random filters), but which half a filter
 #   lands in is random: the halves' gap sits at the 56th and 61st percentiles of random splits for G = 2 and 4
-#   (chance: 50th; the G = 1 control: 38th). AlexNet's split had 48 filters per half, ImageNet and 90 epochs; 8 filters on synthetic gratings
-#   and a few epochs do not show it. A null result, stated plainly.
+#   (chance: 50th; the G = 1 control: 38th). AlexNet's split had 48 filters per half, ImageNet and 90 epochs;
+#   8 filters per half on synthetic gratings and 6 epochs do not show it. A null result, stated plainly.
 # - **Lower correlation between groups: replicated, with a caveat.** Filters of one group respond more alike than
 #   filters of different groups (ratio 1.52 for G = 2, 1.91 for G = 4, against 0.95 for G = 1), and training raises
 #   it above its untrained value (1.28, 1.62); but about half (G = 2) to two thirds (G = 4) of the excess over 1 is
