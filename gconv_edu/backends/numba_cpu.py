@@ -107,6 +107,75 @@ def row_length(geom: ConvGeometry) -> int:
     return geom.out_h * geom.out_w if _is_pointwise(geom) else geom.out_w
 
 
+# --------------------------------------------------------------------------- three-tap rows (3-wide kernels)
+@njit(cache=True, inline="always")
+def _interior(out_len, in_len, shift0, shift1, shift2):  # pragma: no cover - compiled
+    """Positions t in [lo, hi) where all three taps ``t + shift`` lie inside [0, in_len); (out_len, out_len) if none."""
+    lo0, hi0 = _valid_range(out_len, in_len, 1, shift0)
+    lo1, hi1 = _valid_range(out_len, in_len, 1, shift1)
+    lo2, hi2 = _valid_range(out_len, in_len, 1, shift2)
+    lo, hi = max(lo0, lo1, lo2), min(hi0, hi1, hi2)
+    if lo >= hi:
+        lo = hi = out_len  # no interior: the edge loop then covers the whole row
+    return max(0, lo), hi  # max(0, .): tells LLVM lo >= 0 (see _first_input), so the pass over [lo, hi) vectorises
+
+
+@njit(cache=True, inline="always", fastmath=FASTMATH)
+def _three_taps(out, on, oc, orow, inp, i_n, ic, irow, weights, shifts, out_len, in_len):  # pragma: no cover
+    """out[on, oc, orow, t] += sum_q weights[q] * inp[i_n, ic, irow, t + shifts[q]] over the three taps of a row.
+
+    The special case for 3-wide kernels with stride 1 (depthwise 3x3 above all): where all three taps are inside the
+    row, ONE pass adds them, so ``out`` is loaded and stored once instead of three times. The forward pass calls it
+    with (y, x, shifts q*dw - pad_left), dx with (dx, dy, the negated shifts): the same gather, seen from either side.
+    The few edge positions (padding) get a plain loop with a bounds test per tap.
+    """
+    lo, hi = _interior(out_len, in_len, shifts[0], shifts[1], shifts[2])
+    start0 = _first_input(lo, 1, shifts[0])
+    start1 = _first_input(lo, 1, shifts[1])
+    start2 = _first_input(lo, 1, shifts[2])
+    w0, w1, w2 = weights
+    for t in range(hi - lo):
+        out[on, oc, orow, lo + t] += (
+            w0 * inp[i_n, ic, irow, start0 + t]
+            + w1 * inp[i_n, ic, irow, start1 + t]
+            + w2 * inp[i_n, ic, irow, start2 + t]
+        )
+    for u in range(out_len - (hi - lo)):  # the edges: a handful of positions, the padding's width on each side
+        t = _edge(u, lo, hi)
+        for q in range(3):
+            source = t + shifts[q]
+            if 0 <= source < in_len:
+                out[on, oc, orow, t] += weights[q] * inp[i_n, ic, irow, source]
+
+
+@njit(cache=True, inline="always")
+def _edge(u, lo, hi):  # pragma: no cover - compiled
+    """The u-th position outside [lo, hi): 0, 1, ..., lo-1, then hi, hi+1, ... (no list is built)."""
+    return u if u < lo else u + hi - lo
+
+
+@njit(cache=True, inline="always", fastmath=DOT_FASTMATH)
+def _three_dots(dy, n, k, i, x, ci, row, total, c, p, shifts, out_w, width):  # pragma: no cover - compiled
+    """total[0, c, p, q] += sum_j dy[n, k, i, j] * x[n, ci, row, j + shifts[q]] for q = 0, 1, 2 (one pass over dy)."""
+    lo, hi = _interior(out_w, width, shifts[0], shifts[1], shifts[2])
+    start0 = _first_input(lo, 1, shifts[0])
+    start1 = _first_input(lo, 1, shifts[1])
+    start2 = _first_input(lo, 1, shifts[2])
+    s0, s1, s2 = total[0, c, p, 0], total[0, c, p, 1], total[0, c, p, 2]
+    for j in range(hi - lo):
+        d = dy[n, k, i, lo + j]
+        s0 += d * x[n, ci, row, start0 + j]
+        s1 += d * x[n, ci, row, start1 + j]
+        s2 += d * x[n, ci, row, start2 + j]
+    total[0, c, p, 0], total[0, c, p, 1], total[0, c, p, 2] = s0, s1, s2
+    for u in range(out_w - (hi - lo)):
+        j = _edge(u, lo, hi)
+        for q in range(3):
+            source = j + shifts[q]
+            if 0 <= source < width:
+                total[0, c, p, q] += dy[n, k, i, j] * x[n, ci, row, source]
+
+
 # --------------------------------------------------------------------------- forward
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _forward_kernel(x, weight, y, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left):  # pragma: no cover - compiled
@@ -132,6 +201,11 @@ def _forward_kernel(x, weight, y, stride_h, stride_w, dil_h, dil_w, pad_top, pad
                     row = i * stride_h + p * dil_h - pad_top
                     if row < 0 or row >= height:
                         continue  # this kernel row reads padding (zeros)
+                    if block == 1 and k_w == 3 and stride_w == 1:
+                        shifts = (-pad_left, dil_w - pad_left, 2 * dil_w - pad_left)
+                        taps = (weight[k, c, p, 0], weight[k, c, p, 1], weight[k, c, p, 2])
+                        _three_taps(y, n, k, i, x, n, ci, row, taps, shifts, out_w, width)
+                        continue
                     for q in range(k_w):
                         offset = q * dil_w - pad_left
                         lo, hi = _valid_range(out_w, width, stride_w, offset)
@@ -178,6 +252,11 @@ def _backward_input_kernel(dy, weight, dx, stride_h, stride_w, dil_h, dil_w, pad
                 for p in range(k_h):
                     row = i * stride_h + p * dil_h - pad_top
                     if row < 0 or row >= height:
+                        continue
+                    if block == 1 and k_w == 3 and stride_w == 1:
+                        shifts = (pad_left, pad_left - dil_w, pad_left - 2 * dil_w)  # dx column -> dy column
+                        taps = (weight[k, c, p, 0], weight[k, c, p, 1], weight[k, c, p, 2])
+                        _three_taps(dx, n, ci, row, dy, n, k, i, taps, shifts, width, out_w)
                         continue
                     for q in range(k_w):
                         offset = q * dil_w - pad_left
@@ -233,6 +312,10 @@ def _backward_weight_kernel(dy, x, dw, db, stride_h, stride_w, dil_h, dil_w, pad
                     for p in range(k_h):
                         row = i * stride_h + p * dil_h - pad_top
                         if row < 0 or row >= height:
+                            continue
+                        if block == 1 and k_w == 3 and stride_w == 1:
+                            shifts = (-pad_left, dil_w - pad_left, 2 * dil_w - pad_left)
+                            _three_dots(dy, n, k, i, x, ci, row, total, c, p, shifts, out_w, width)
                             continue
                         for q in range(k_w):
                             offset = q * dil_w - pad_left
