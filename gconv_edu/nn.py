@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .api import conv2d, conv2d_backward
+from .backends import check_backend_name
 from .backends.im2col import col2im, im2col
 from .geometry import ConvGeometry, IntPair, Padding
 from .groups import channel_shuffle, channel_shuffle_backward
@@ -148,6 +149,8 @@ class Conv2d(Module):
             dilation,
             groups,
         )
+        if backend is not None:
+            check_backend_name(backend, "backend")
         generator = np.random.default_rng(rng)
         fan_in = in_channels // groups * k_h * k_w
         weight = generator.standard_normal((out_channels, in_channels // groups, k_h, k_w)) * np.sqrt(2.0 / fan_in)

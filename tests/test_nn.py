@@ -165,6 +165,7 @@ def test_conv_layer_uses_fan_in_of_its_group():
         (lambda: nn.Conv2d(4, 4, 3, groups=2.0), TypeError, "groups=2.0"),
         (lambda: nn.Conv2d(4, 4, 0), ValueError, "kernel_size=0"),
         (lambda: nn.Conv2d(4, 4, 3, stride=0), ValueError, "stride=0"),
+        (lambda: nn.Conv2d(4, 4, 3, backend="fast"), ValueError, "backend='fast' is not a known backend"),
         (lambda: nn.Linear(0, 3), ValueError, "in_features=0"),
         (lambda: nn.MaxPool2d(2, stride=0), ValueError, "stride=0"),
         (lambda: nn.BatchNorm2d(4, momentum=2.0), ValueError, "momentum=2.0"),
