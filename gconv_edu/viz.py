@@ -14,10 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-if "MPLBACKEND" not in os.environ and not os.environ.get("DISPLAY"):
-    matplotlib.use("Agg")  # headless by default; a notebook or MPLBACKEND still picks its own backend
+# No matplotlib.use() here: without a display matplotlib falls back to Agg by itself, `gconv-edu lessons` sets
+# MPLBACKEND=Agg, and a notebook keeps its inline backend.
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Patch, Rectangle

@@ -116,7 +116,7 @@ fig.suptitle(
 viz.save(fig, "02_block_diagonal_weight.png")
 
 # %% [markdown]
-# ## Step 4: the gradient keeps the structure
+# ## Step 4: the structure is kept by the layer's shape, not by its values
 #
 # If the dense layer is trained with the block-diagonal weight, does the gradient stay inside the blocks? The
 # gradient of an entry is the correlation of its input channel with its output channel's upstream gradient, which is
