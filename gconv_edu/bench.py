@@ -6,6 +6,8 @@ What is measured, and how:
   (``numba.set_num_threads``), the BLAS pools (``threadpoolctl``) and ``torch.set_num_threads``; the counts are printed;
 * the first call is a warm-up and is not timed with the rest; its extra time over the median is reported as
   ``warmup_ms`` (for ``numba`` that is JIT compilation, or loading it from the cache);
+* the timed calls run in rounds (every contender once per round), so a burst of load on a shared machine hits every
+  contender alike instead of whichever happened to be running;
 * the median of ``repeats`` calls is the number, min and max give the spread; GFLOP/s counts
   :attr:`ConvGeometry.flops` (forward) plus :attr:`ConvGeometry.backward_flops` (forward+backward);
 * peak extra memory: the peak of traced allocations during one call, outputs included, seen by ``tracemalloc``.
@@ -210,30 +212,15 @@ def _torch_peer(torch: Any, config: BenchConfig, arrays: Sequence[Any], pass_: s
 
 
 # --------------------------------------------------------------------------- measuring
-def _time_cpu(function: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
-    """(first call in s, the following ``repeats`` calls in s) with a wall clock."""
+def _time_once(function: Callable[[], Any], on_gpu: bool) -> float:
+    """Seconds for one call: a wall clock on the CPU; on the GPU, CUDA events around it (cupyx.profiler.benchmark)."""
+    if on_gpu:
+        from cupyx.profiler import benchmark
+
+        return float(benchmark(function, n_repeat=1, n_warmup=0).gpu_times[0][0])
     start = time.perf_counter()
     function()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return first, times
-
-
-def _time_gpu(function: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
-    """Same, timed by CUDA events around each call (cupyx.profiler.benchmark); the first call is timed alone."""
-    import cupy
-    from cupyx.profiler import benchmark
-
-    start = time.perf_counter()
-    function()
-    cupy.cuda.Device().synchronize()
-    first = time.perf_counter() - start
-    result = benchmark(function, n_repeat=repeats, n_warmup=0)
-    return first, [float(t) for t in result.gpu_times[0]]
+    return time.perf_counter() - start
 
 
 def _peak_numpy_bytes(function: Callable[[], Any]) -> int:
@@ -297,15 +284,8 @@ def _record(config: BenchConfig, pass_: str, contender: str, kind: str, device: 
     return {"config": config.name, "pass": pass_, "contender": contender, "kind": kind, "device": device, **fields}
 
 
-def _measure(
-    function: Callable[[], Any], repeats: int, on_gpu: bool, torch_for_memory: Any | None, is_torch: bool
-) -> dict[str, Any]:
-    first, times = (_time_gpu if on_gpu else _time_cpu)(function, repeats)
+def _summary(first: float, times: list[float], peak: int | None) -> dict[str, Any]:
     median = statistics.median(times)
-    if on_gpu:
-        peak = _peak_gpu_bytes(function, torch_for_memory if is_torch else None)
-    else:
-        peak = None if is_torch else _peak_numpy_bytes(function)
     return {
         "ms_median": 1e3 * median,
         "ms_min": 1e3 * min(times),
@@ -365,12 +345,11 @@ def run_benchmark(
 
                 arrays_on["gpu"] = tuple(cupy.asarray(a) for a in host)
             common = {"dtype": dtype, "threads": threads, **roofline(geom, np.dtype(dtype).itemsize)}
+            peer_and_backends = [(peer, "peer") for peer in peers] + [(name, "backend") for name in backends]
             for pass_ in passes:
                 flops = geom.flops + (geom.backward_flops if pass_ != "forward" else 0)
-                peer_ms = None
-                contenders = [(peer, "peer") for peer in peers] + [(name, "backend") for name in backends]
-                for name, kind in contenders:
-                    print(f"[bench] {config.name} {pass_} {name} ...", file=progress, flush=True)
+                prepared = []  # (name, kind, device it runs on, the call to time)
+                for name, kind in peer_and_backends:
                     if kind == "peer":
                         where = "cuda" if device == "gpu" else "cpu"
                         if torch is None:
@@ -379,20 +358,30 @@ def run_benchmark(
                         if where == "cuda":
                             torch.backends.cudnn.allow_tf32 = False  # fp32 means fp32: same arithmetic as ours
                             torch.backends.cuda.matmul.allow_tf32 = False
-                        function = _torch_peer(torch, config, host, pass_, where)
-                        on = device
+                        prepared.append((name, kind, device, _torch_peer(torch, config, host, pass_, where)))
+                    elif name not in usable:
+                        reason = get_backend(name).availability()
+                        records.append(_record(config, pass_, name, kind, device, skipped=reason))
                     else:
-                        if name not in usable:
-                            reason = get_backend(name).availability()
-                            records.append(_record(config, pass_, name, kind, device, skipped=reason))
-                            continue
-                        on = (
-                            "gpu"
-                            if device == "gpu" and (name == "auto" or get_backend(name).device == "gpu")
-                            else "cpu"
-                        )
-                        function = _ours(name, config, arrays_on[on], pass_)
-                    result = _measure(function, repeats, on == "gpu", torch, kind == "peer")
+                        gpu = device == "gpu" and (name == "auto" or get_backend(name).device == "gpu")
+                        on = "gpu" if gpu else "cpu"
+                        prepared.append((name, kind, on, _ours(name, config, arrays_on[on], pass_)))
+                first, times = {}, {name: [] for name, *_ in prepared}
+                for name, _, on, function in prepared:  # warm-up: compilation, caches, allocator pools
+                    print(f"[bench] {config.name} {pass_} {name}: warm-up", file=progress, flush=True)
+                    first[name] = _time_once(function, on == "gpu")
+                # Rounds: every contender once per round, so a burst of load on a shared machine hits all alike.
+                for round_ in range(repeats):
+                    print(f"[bench] {config.name} {pass_}: round {round_ + 1}/{repeats}", file=progress, flush=True)
+                    for name, _, on, function in prepared:
+                        times[name].append(_time_once(function, on == "gpu"))
+                peer_ms = None
+                for name, kind, on, function in prepared:
+                    if on == "gpu":
+                        peak = _peak_gpu_bytes(function, torch if kind == "peer" else None)
+                    else:
+                        peak = None if kind == "peer" else _peak_numpy_bytes(function)
+                    result = _summary(first[name], times[name], peak)
                     if kind == "peer" and peer_ms is None:
                         peer_ms = result["ms_median"]
                     record = _record(config, pass_, name, kind, on, **common, **result)
