@@ -551,7 +551,11 @@ def main(argv: list[str]) -> int:
     print(f"threads: {counts}  (load average {settings['load_average']})")
     print(
         f"{args.dtype}, median of {repeats} timed calls after one warm-up (spread: min-max); "
-        "peak MiB: NumPy/Numba allocations (tracemalloc)"
+        + (
+            "peak MiB: CuPy pool / torch.cuda allocator growth (CPU rows: tracemalloc)"
+            if args.device == "gpu"
+            else "peak MiB: NumPy/Numba allocations (tracemalloc)"
+        )
     )
     try:
         records = run_benchmark(configs, backends, peers, args.passes, args.dtype, repeats, args.threads, args.device)
