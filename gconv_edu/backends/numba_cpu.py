@@ -178,8 +178,10 @@ def _three_dots(dy, n, k, i, x, ci, row, total, c, p, shifts, out_w, width):  # 
 
 # --------------------------------------------------------------------------- forward
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def _forward_kernel(x, weight, y, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left):  # pragma: no cover - compiled
-    """y[n, k] for every (n, block of output channels); x, weight contiguous, y zero-filled or holding the bias.
+def _forward_kernel(x, weight, bias, y, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left):  # pragma: no cover
+    """y[n, k] for every (n, block of output channels); x, weight contiguous, bias (C_out,), y uninitialised.
+
+    Each task starts its planes from the bias itself: no serial pass over y before the parallel work.
 
     4x4 register block: four filters x four input channels per pass over a row, so each x element loaded feeds four
     filters and each y element stored has summed four channels (16 FMAs per 8 loads + 4 stores, instead of 1 per 2+1).
@@ -194,6 +196,8 @@ def _forward_kernel(x, weight, y, stride_h, stride_w, dil_h, dil_w, pad_top, pad
         n = task // blocks_per_sample
         k = (task % blocks_per_sample) * block  # first output channel of this block (all in one group)
         first_in = (k // cout_g) * cin_g  # first input channel of that group
+        for f in range(block):
+            y[n, k + f] = bias[k + f]
         for i in range(out_h):
             for c in range(0, cin_g, block):
                 ci = first_in + c
@@ -247,6 +251,8 @@ def _backward_input_kernel(dy, weight, dx, stride_h, stride_w, dil_h, dil_w, pad
         n = task // blocks_per_sample
         ci = (task % blocks_per_sample) * block  # first input channel of this block (all in one group)
         g, c = ci // cin_g, ci % cin_g  # group, and position of the channel inside the group's filters
+        for f in range(block):
+            dx[n, ci + f] = 0.0  # each task clears its own planes (dx arrives uninitialised)
         for k in range(g * cout_g, (g + 1) * cout_g, block):
             for i in range(out_h):
                 for p in range(k_h):
@@ -385,12 +391,9 @@ def forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geom: Co
     ``H_out = (H + pad_top + pad_bottom - dh*(kH - 1) - 1) // sh + 1`` (likewise W_out).
     """
     x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
-    if bias is None:
-        y = np.zeros(geom.y_shape, dtype=x.dtype)
-    else:  # start from the bias, so the kernel only accumulates
-        y = np.empty(geom.y_shape, dtype=x.dtype)
-        y[...] = bias.reshape(1, -1, 1, 1)
-    _forward_kernel(_one_row(x, geom), weight, _one_row(y, geom), *_geometry_args(geom))
+    bias = np.zeros(geom.out_channels, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    y = np.empty(geom.y_shape, dtype=x.dtype)  # the kernel writes every element (bias first, then the sums)
+    _forward_kernel(_one_row(x, geom), weight, bias, _one_row(y, geom), *_geometry_args(geom))
     return y
 
 
@@ -403,7 +406,7 @@ def backward(
     -> dx: (N, C_in, H, W), dw: (C_out, C_in/G, kH, kW), db: (C_out,).
     """
     dy, x, weight = np.ascontiguousarray(dy), np.ascontiguousarray(x), np.ascontiguousarray(weight)
-    dx = np.zeros(geom.x_shape, dtype=x.dtype)
+    dx = np.empty(geom.x_shape, dtype=x.dtype)  # the kernel clears it, in parallel
     dw = np.empty(geom.weight_shape, dtype=x.dtype)
     db = np.empty(geom.out_channels, dtype=x.dtype)
     args = _geometry_args(geom)
