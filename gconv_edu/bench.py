@@ -7,7 +7,8 @@ What is measured, and how:
 * the first call is a warm-up and is not timed with the rest; its extra time over the median is reported as
   ``warmup_ms`` (for ``numba`` that is JIT compilation, or loading it from the cache);
 * the timed calls run in rounds (every contender once per round), so a burst of load on a shared machine hits every
-  contender alike instead of whichever happened to be running;
+  contender alike instead of whichever happened to be running, and each waits ``--settle`` seconds first, so that
+  the previous contender's spinning worker threads (OpenBLAS: ~0.1-0.2 s) do not take its cores;
 * the median of ``repeats`` calls is the number, min and max give the spread; GFLOP/s counts
   :attr:`ConvGeometry.flops` (forward) plus :attr:`ConvGeometry.backward_flops` (forward+backward);
 * peak extra memory: the peak of traced allocations during one call, outputs included, seen by ``tracemalloc``.
@@ -46,6 +47,10 @@ from .geometry import ConvGeometry
 PASSES = ("forward", "forward+backward")
 DEFAULT_CPU_BACKENDS = ("im2col", "numba", "auto")  # "naive" only on request: Python loops, minutes per config
 DEFAULT_GPU_BACKENDS = ("cupy", "cupy-raw", "numba")
+# After a call, OpenBLAS's worker threads keep spinning for ~0.1-0.2 s (libgomp's, for Numba and PyTorch, for much
+# less), taking the cores from whoever runs next: measured, numba on resnext-g32 right after an im2col call took
+# 16.0 ms, 8.9 ms after a 0.2 s pause, 8.4 ms after itself. So every timed call waits this long first.
+DEFAULT_SETTLE_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -305,6 +310,7 @@ def run_benchmark(
     threads: int = 2,
     device: str = "cpu",
     progress: Any = None,
+    settle_s: float = DEFAULT_SETTLE_S,
 ) -> list[dict[str, Any]]:
     """Time every (config, pass, contender); one dict per measurement (or per skip, with ``skipped``: the reason).
 
@@ -312,6 +318,8 @@ def run_benchmark(
     warmup_ms, gflops, ratio_to_peer (our time / the first peer's time), peer, peak_extra_mib, auto_choice
     (what ``auto`` picked), and the config's roofline numbers (see :func:`roofline`).
     ``device="gpu"`` times CuPy arrays on the GPU; CPU backends in ``backends`` still run on NumPy arrays.
+    ``settle_s``: pause before every timed call, so the previous contender's worker threads are parked (see
+    :data:`DEFAULT_SETTLE_S`).
     """
     if device not in ("cpu", "gpu"):
         raise ValueError(f"device={device!r} must be 'cpu' or 'gpu'")
@@ -319,6 +327,8 @@ def run_benchmark(
         raise RuntimeError(f"gconv-edu bench --device gpu: no usable GPU: {reason}")
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype={dtype!r} must be 'float32' or 'float64'")
+    if not isinstance(settle_s, (int, float)) or settle_s < 0:
+        raise ValueError(f"settle_s={settle_s!r} must be a number of seconds >= 0")
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats={repeats!r} must be a positive int")
     for pass_ in passes:
@@ -369,11 +379,13 @@ def run_benchmark(
                 first, times = {}, {name: [] for name, *_ in prepared}
                 for name, _, on, function in prepared:  # warm-up: compilation, caches, allocator pools
                     print(f"[bench] {config.name} {pass_} {name}: warm-up", file=progress, flush=True)
+                    time.sleep(settle_s)
                     first[name] = _time_once(function, on == "gpu")
                 # Rounds: every contender once per round, so a burst of load on a shared machine hits all alike.
                 for round_ in range(repeats):
                     print(f"[bench] {config.name} {pass_}: round {round_ + 1}/{repeats}", file=progress, flush=True)
                     for name, _, on, function in prepared:
+                        time.sleep(settle_s)
                         times[name].append(_time_once(function, on == "gpu"))
                 peer_ms = None
                 for name, kind, on, function in prepared:
@@ -520,7 +532,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", help="write the machine, settings and every record to this JSON file")
     parser.add_argument("--plot", help="PNG path (default figures/bench_cpu.png or figures/bench_gpu.png)")
     parser.add_argument("--no-plot", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="tiny configs and 2 repeats (for tests)")
+    parser.add_argument(
+        "--settle", type=float, default=DEFAULT_SETTLE_S, help="seconds to wait before every timed call (0 in --quick)"
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny configs, 2 repeats, no settling (for tests)")
     args = parser.parse_args(argv)
     try:
         if args.quick:
@@ -546,6 +561,7 @@ def main(argv: list[str]) -> int:
             "device": args.device,
             "dtype": args.dtype,
             "repeats": repeats,
+            "settle_s": 0.0 if args.quick else args.settle,
         }
     print(f"gconv-edu bench on {settings['machine']}, {settings['date']}")
     print(f"threads: {counts}  (load average {settings['load_average']})")
@@ -558,7 +574,10 @@ def main(argv: list[str]) -> int:
         )
     )
     try:
-        records = run_benchmark(configs, backends, peers, args.passes, args.dtype, repeats, args.threads, args.device)
+        settle = 0.0 if args.quick else args.settle
+        records = run_benchmark(
+            configs, backends, peers, args.passes, args.dtype, repeats, args.threads, args.device, settle_s=settle
+        )
     except (RuntimeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -47,7 +47,7 @@ def test_roofline_matches_the_geometry():
 
 
 def test_run_benchmark_records(capsys):
-    records = run_benchmark([TINY], ["numba", "auto"], peers=(), repeats=2, threads=1)
+    records = run_benchmark([TINY], ["numba", "auto"], peers=(), repeats=2, threads=1, settle_s=0.01)
     assert [(r["pass"], r["contender"]) for r in records] == [
         ("forward", "numba"),
         ("forward", "auto"),
@@ -64,7 +64,7 @@ def test_run_benchmark_records(capsys):
 
 def test_torch_peer_ratio():
     pytest.importorskip("torch")
-    records = run_benchmark([TINY], ["numba"], passes=("forward",), repeats=2, threads=1)
+    records = run_benchmark([TINY], ["numba"], passes=("forward",), repeats=2, threads=1, settle_s=0)
     peer, ours = records
     assert peer["contender"] == "torch" and peer["ratio_to_peer"] == 1.0 and peer["peak_extra_mib"] is None
     assert ours["ratio_to_peer"] == pytest.approx(ours["ms_median"] / peer["ms_median"])
@@ -77,13 +77,15 @@ def test_bad_arguments():
         run_benchmark([TINY], ["numba"], peers=(), passes=("backward",))
     with pytest.raises(ValueError, match="device"):
         run_benchmark([TINY], ["numba"], peers=(), device="tpu")
+    with pytest.raises(ValueError, match="settle_s"):
+        run_benchmark([TINY], ["numba"], peers=(), settle_s=-1)
 
 
 def test_unavailable_backend_is_skipped_with_its_reason(monkeypatch):
     from gconv_edu.backends import REGISTRY, Backend
 
     monkeypatch.setitem(REGISTRY, "ghost", Backend("ghost", ".ghost_backend", "cpu"))
-    records = run_benchmark([TINY], ["ghost"], peers=(), passes=("forward",), repeats=1, threads=1)
+    records = run_benchmark([TINY], ["ghost"], peers=(), passes=("forward",), repeats=1, threads=1, settle_s=0)
     assert "import failed" in records[0]["skipped"]
     assert "skipped: import failed" in bench.format_table(records)
 
