@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -40,3 +42,11 @@ def backend_params():
             marks = [pytest.mark.gpu, pytest.mark.skipif(reason is not None, reason=f"{name}: {reason}")]
         params.append(pytest.param(name, marks=marks, id=name))
     return params
+
+
+# CI replays the same examples every run (a red build must be reproducible); locally hypothesis explores anew.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")

@@ -67,11 +67,14 @@ def backward(
 
     Each output pixel was ``sum(window * w[k])``, so it sends ``dy * w[k]`` back to its window (dx) and
     ``dy * window`` to its filter (dw). Windows overlap, hence ``+=``.
+
+    The sums are accumulated in float64 and cast back at the end: a running float32 sum over N*H_out*W_out terms
+    loses digits (one term at a time), which the other backends avoid with pairwise or blocked sums.
     """
     xpad = _pad(x, geom)
-    dxpad = np.zeros_like(xpad)
-    dw = np.zeros_like(weight)
-    db = np.zeros(geom.out_channels, dtype=dy.dtype)
+    dxpad = np.zeros(xpad.shape)  # float64 accumulators
+    dw = np.zeros(weight.shape)
+    db = np.zeros(geom.out_channels)
     cin_g, cout_g = geom.in_channels_per_group, geom.out_channels_per_group
     for n in range(geom.batch):
         for g in range(geom.groups):
@@ -85,5 +88,5 @@ def backward(
                         dw[k] += grad * xpad[n, group_inputs, rows, cols]
                         db[k] += grad
     top, _, left, _ = geom.padding
-    dx = dxpad[:, :, top : top + geom.height, left : left + geom.width].copy()  # drop the padding's gradient
-    return dx, dw, db
+    dx = dxpad[:, :, top : top + geom.height, left : left + geom.width]  # drop the padding's gradient
+    return dx.astype(x.dtype), dw.astype(weight.dtype), db.astype(dy.dtype)
