@@ -144,6 +144,15 @@ def _torch() -> Any | None:
     return torch
 
 
+def blas_pools(pools: list[dict[str, Any]]) -> list[str]:
+    """``api:threads`` (and the kernel family OpenBLAS picked, which OPENBLAS_CORETYPE can force) per thread pool."""
+    names = []
+    for pool in pools:
+        kernel = f" ({pool['architecture']})" if pool.get("architecture") else ""
+        names.append(f"{pool['internal_api']}:{pool['num_threads']}{kernel}")
+    return names
+
+
 @contextlib.contextmanager
 def thread_limit(threads: int) -> Iterator[dict[str, Any]]:
     """Give Numba, the BLAS pools and PyTorch the same thread count; yield what each engine reports."""
@@ -171,7 +180,7 @@ def thread_limit(threads: int) -> Iterator[dict[str, Any]]:
         restore.append(lambda: torch.set_num_threads(previous_torch))
         counts["torch"] = torch.get_num_threads()
     with threadpool_limits(limits=threads):
-        counts["blas"] = [f"{pool['internal_api']}:{pool['num_threads']}" for pool in threadpool_info()]
+        counts["blas"] = blas_pools(threadpool_info())
         try:
             yield counts
         finally:

@@ -31,7 +31,9 @@ def thread_counts() -> dict[str, object]:
     try:
         from threadpoolctl import threadpool_info
 
-        counts["blas"] = [f"{pool['internal_api']}:{pool['num_threads']}" for pool in threadpool_info()]
+        from .bench import blas_pools
+
+        counts["blas"] = blas_pools(threadpool_info())
     except ImportError:
         counts["blas"] = "threadpoolctl not installed"
     return counts
