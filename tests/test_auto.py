@@ -82,3 +82,16 @@ def test_auto_computes_what_its_choice_computes():
         gc.conv2d(x, weight, padding=1, groups=4, backend="auto"),
         gc.conv2d(x, weight, padding=1, groups=4, backend=chosen),
     )
+
+
+def test_gpu_rule_sends_thin_groups_to_the_raw_kernels():
+    from gconv_edu.backends import gpu_auto_choice
+
+    depthwise = ConvGeometry.from_shapes((8, 64, 112, 112), (64, 1, 3, 3), padding=1, groups=64)
+    dense = ConvGeometry.from_shapes((8, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    both = ["cupy", "cupy-raw"]
+    assert gpu_auto_choice(depthwise, both) == "cupy-raw"
+    assert gpu_auto_choice(dense, both) == "cupy"
+    assert gpu_auto_choice(depthwise, ["cupy"]) == "cupy"  # whichever is there
+    with pytest.raises(ValueError, match="no GPU backend"):
+        gpu_auto_choice(dense, ["im2col"])

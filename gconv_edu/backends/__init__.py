@@ -11,6 +11,7 @@ Registering a name here is all it takes for the shared test grid to test it.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,12 +42,12 @@ class Backend:
         return getattr(self._module(), self.backward_attr)
 
     def availability(self) -> str | None:
-        """None when usable here, else why not. Import errors become reasons, never crashes."""
-        try:
-            module = self._module()
-        except ImportError as error:
-            return f"import failed ({error})"
-        return module.availability()
+        """None when usable here, else why not. Import errors become reasons, never crashes.
+
+        Asked once per process and remembered (:func:`_availability`): a device or a package does not come and go
+        between calls, and "auto" asks on every call.
+        """
+        return _availability(self)
 
     @property
     def description(self) -> str:
@@ -54,6 +55,15 @@ class Backend:
             return self._module().DESCRIPTION
         except ImportError:
             return "(not importable here)"
+
+
+@functools.cache
+def _availability(backend: Backend) -> str | None:
+    try:
+        module = backend._module()
+    except ImportError as error:
+        return f"import failed ({error})"
+    return module.availability()
 
 
 REGISTRY: dict[str, Backend] = {
@@ -115,7 +125,7 @@ def check_backend_name(name: object, source: str = "backend") -> str:
     return name
 
 
-# The CPU rule of "auto", measured with `gconv-edu bench` and 11 further layers (README, "Speed and the auto rule").
+# The CPU rule of "auto", measured with `gconv-edu bench` and 11 further layers (README, "Speed on the CPU").
 # im2col pays a copy of the input per kernel tap and then runs BLAS's GEMM (blocked, near peak); the Numba loops pay
 # nothing up front but run at 40-70 GFLOP/s per core with their 4x4 register blocks, less on short rows. So:
 # numba where a GEMM has too little to chew on (depthwise-like groups), or where the blocked loops apply, the window
@@ -151,13 +161,24 @@ def choose_auto(geom: ConvGeometry, on_gpu: bool) -> str:
     """
     available = available_backends()
     if on_gpu:
-        for name in ("cupy", "cupy-raw"):
-            if name in available:
-                return name
-        raise BackendUnavailableError(
-            f"backend='auto' got GPU arrays but no GPU backend is available here: {unavailable_reasons()}"
-        )
+        return gpu_auto_choice(geom, available)
     return cpu_auto_choice(geom, available)
+
+
+def gpu_auto_choice(geom: ConvGeometry, available: list[str]) -> str:
+    """The GPU backend "auto" picks: the CPU rule's first clause carried over, NOT yet measured on a GPU.
+
+    Depthwise-like groups (C_in/G * C_out/G < THIN_GROUP) leave cuBLAS tiny batched GEMMs and im2col's copies, so the
+    direct kernels (``cupy-raw``) take them; everything else goes to ``cupy`` (cuBLAS). Either one if only one is here.
+    """
+    thin_groups = geom.in_channels_per_group * geom.out_channels_per_group < THIN_GROUP
+    preferred = ("cupy-raw", "cupy") if thin_groups else ("cupy", "cupy-raw")
+    for name in preferred:
+        if name in available:
+            return name
+    raise BackendUnavailableError(
+        f"backend='auto' got GPU arrays but no GPU backend is available here: {unavailable_reasons()}"
+    )
 
 
 def get_backend(name: str) -> Backend:
