@@ -149,8 +149,9 @@ viz.save(fig, "04_im2col_gemm.png")
 # ## Step 4: the workspace: what the speed costs in memory
 #
 # The column matrix has `N * C_in * kH * kW * H_out * W_out` entries: with stride 1 and "same" padding, kH*kW
-# copies of the input. `gconv_edu`'s im2col backend therefore processes the batch in chunks whose columns fit a cap
-# (`GCONV_IM2COL_WORKSPACE_MB`, default 256 MiB); `batch_chunk` says how many images a chunk holds.
+# copies of the input. `gconv_edu`'s im2col backend therefore processes the batch in chunks whose column buffers (the
+# columns and their copy rearranged by group: two at a time) fit a cap (`GCONV_IM2COL_WORKSPACE_MB`, default 256 MiB);
+# `batch_chunk` says how many images a chunk holds.
 
 # %%
 NAMED = {  # name: (C_in, C_out, k, padding, G, H=W) of the layers `gconv-edu bench` times (batch 8 there)

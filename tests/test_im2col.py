@@ -55,11 +55,12 @@ def test_batch_chunking_changes_nothing(case, workspace_bytes):
 
 def test_chunk_size_respects_the_cap(monkeypatch):
     geom = ConvGeometry.from_shapes((64, 8, 16, 16), (8, 8, 3, 3), padding=1)
-    per_sample = 8 * 9 * 16 * 16 * 4
-    assert im2col_backend.batch_chunk(geom, 4, workspace_bytes=10 * per_sample) == 10
+    per_sample = 8 * 9 * 16 * 16 * 4  # one sample's columns; the rearranged copy doubles it
+    assert im2col_backend.column_bytes_per_sample(geom, 4) == per_sample
+    assert im2col_backend.batch_chunk(geom, 4, workspace_bytes=20 * per_sample) == 10
     assert im2col_backend.batch_chunk(geom, 4, workspace_bytes=1) == 1  # one sample is always processed
     monkeypatch.setenv("GCONV_IM2COL_WORKSPACE_MB", "1")
-    assert im2col_backend.batch_chunk(geom, 4) == 2**20 // per_sample
+    assert im2col_backend.batch_chunk(geom, 4) == 2**20 // (2 * per_sample)
     monkeypatch.setenv("GCONV_IM2COL_WORKSPACE_MB", "lots")
     with pytest.raises(ValueError, match="GCONV_IM2COL_WORKSPACE_MB"):
         im2col_backend.batch_chunk(geom, 4)
@@ -98,3 +99,29 @@ def test_channel_shuffle_order_and_inverse():
     x, dy = rng.standard_normal((2, 12, 3, 3)), rng.standard_normal((2, 12, 3, 3))
     # Backward is the adjoint: <shuffle(x), dy> == <x, shuffle_backward(dy)>.
     assert np.isclose(np.vdot(channel_shuffle(x, 3), dy), np.vdot(x, channel_shuffle_backward(dy, 3)))
+
+
+@pytest.mark.parametrize("workspace_mib", [1, 4])
+def test_workspace_cap_bounds_the_measured_peak(workspace_mib):
+    """tracemalloc's peak during forward and backward stays under the cap plus the arrays the call must hold anyway."""
+    import tracemalloc
+
+    geom = ConvGeometry.from_shapes((32, 8, 24, 24), (8, 4, 3, 3), padding=1, groups=2)
+    rng = np.random.default_rng(11)
+    x, w = rng.standard_normal(geom.x_shape), rng.standard_normal(geom.weight_shape)
+    dy = rng.standard_normal(geom.y_shape)
+    cap = workspace_mib * 2**20
+    assert im2col_backend.batch_chunk(geom, 8, cap) < geom.batch // 2  # several chunks: the cap is what bounds
+    # Besides the columns: x padded for one chunk, the output/dx, and small per-chunk pieces (outputs of one chunk).
+    unavoidable = 2 * x.nbytes + dy.nbytes
+    for run in (
+        lambda: im2col_backend.forward(x, w, None, geom, workspace_bytes=cap),
+        lambda: im2col_backend.backward(dy, x, w, geom, workspace_bytes=cap),
+    ):
+        tracemalloc.start()
+        try:
+            run()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak <= cap + unavoidable, (peak / 2**20, cap / 2**20, unavoidable / 2**20)

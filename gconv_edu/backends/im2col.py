@@ -10,9 +10,11 @@ product. With groups the product is block-diagonal, so it is one *batched* GEMM 
 
 Output size: ``H_out = (H + pad_top + pad_bottom - dh*(kH - 1) - 1) // sh + 1`` (likewise W_out).
 
-Workspace: the column matrix holds kH*kW copies of the (padded) input. The batch is processed in chunks so that one
-chunk's columns stay under ``workspace_bytes`` (default :data:`DEFAULT_WORKSPACE_BYTES` = 256 MiB, or the environment
-variable ``GCONV_IM2COL_WORKSPACE_MB``); a single sample larger than the cap is still processed, alone.
+Workspace: the column matrix holds kH*kW copies of the (padded) input, and rearranging it into the GEMM's group
+layout (or dcols back into col2im's) copies it once more, so at most :data:`COLUMN_BUFFERS` = 2 column-sized buffers
+are alive at once. The batch is processed in chunks so that those buffers stay under ``workspace_bytes`` (default
+:data:`DEFAULT_WORKSPACE_BYTES` = 256 MiB, or the environment variable ``GCONV_IM2COL_WORKSPACE_MB``); a single sample
+larger than the cap is still processed, alone.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..geometry import ConvGeometry
 
 DESCRIPTION = "im2col + one batched GEMM over groups (NumPy/BLAS), batch chunked to bound the workspace"
 DEFAULT_WORKSPACE_BYTES = 256 * 2**20
+COLUMN_BUFFERS = 2  # the columns and their rearranged copy (forward); dcols and its rearranged copy (backward)
 
 Array = Any  # numpy.ndarray or cupy.ndarray
 
@@ -51,10 +54,14 @@ def workspace_limit() -> int:
 
 
 def batch_chunk(geom: ConvGeometry, itemsize: int, workspace_bytes: int | None = None) -> int:
-    """How many samples one chunk may hold so that its column matrix fits the workspace cap (at least 1)."""
+    """How many samples one chunk may hold so that its column buffers fit the workspace cap (at least 1)."""
     limit = workspace_limit() if workspace_bytes is None else workspace_bytes
-    per_sample = geom.in_channels * geom.kernel_area * geom.out_h * geom.out_w * itemsize
-    return max(1, min(geom.batch, limit // per_sample))
+    return max(1, min(geom.batch, limit // (COLUMN_BUFFERS * column_bytes_per_sample(geom, itemsize))))
+
+
+def column_bytes_per_sample(geom: ConvGeometry, itemsize: int) -> int:
+    """Bytes of one sample's column matrix: ``C_in * kH * kW * H_out * W_out * itemsize``."""
+    return geom.in_channels * geom.kernel_area * geom.out_h * geom.out_w * itemsize
 
 
 # --------------------------------------------------------------------------- im2col / col2im
@@ -181,6 +188,7 @@ def backward(
         dy_grouped = _grouped_output(dy[chunk], geom)  # (G, C_out/G, n*H_out*W_out)
         # (G, C_out/G, C_in/G*kH*kW) += (G, C_out/G, n*H_out*W_out) @ (G, n*H_out*W_out, C_in/G*kH*kW)
         dw_grouped += xp.matmul(dy_grouped, cols.transpose(0, 2, 1))
+        del cols  # free before dcols and its copy exist: two column buffers at a time, not three
         # (G, C_in/G*kH*kW, n*H_out*W_out) = (G, C_in/G*kH*kW, C_out/G) @ (G, C_out/G, n*H_out*W_out)
         dcols = xp.matmul(w_grouped.transpose(0, 2, 1), dy_grouped)
         # (G, C_in/G, kH, kW, n, H_out, W_out) -> (n, G, C_in/G, kH, kW, H_out, W_out)
