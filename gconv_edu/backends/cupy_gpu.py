@@ -63,7 +63,7 @@ def availability() -> str | None:
     try:
         import cupy
     except ModuleNotFoundError:
-        return "cupy not installed (pip install 'gconv-edu[gpu]')"
+        return "cupy not installed (pip install -e '.[gpu]' in the checkout)"
     except Exception as error:  # a broken CUDA install raises other errors at import
         return f"cupy import failed ({type(error).__name__}: {error})"
     try:
