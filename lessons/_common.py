@@ -24,8 +24,8 @@ def close(a: Any, b: Any, rtol: float = 1e-5, atol: float = 1e-6) -> bool:
     return bool(np.allclose(a, b, rtol=rtol, atol=atol))
 
 
-def median_seconds(function: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time of ``function()`` in seconds, after ``warmup`` calls (compilation, caches) not counted."""
+def call_seconds(function: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> list[float]:
+    """Seconds taken by each of ``repeats`` calls, after ``warmup`` uncounted calls (compilation, caches)."""
     for _ in range(warmup):
         function()
     times = []
@@ -33,7 +33,12 @@ def median_seconds(function: Callable[[], Any], repeats: int = 5, warmup: int = 
         start = time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return times
+
+
+def median_seconds(function: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``function()`` in seconds (see :func:`call_seconds`)."""
+    return float(np.median(call_seconds(function, repeats, warmup)))
 
 
 def best_seconds(function: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
@@ -42,11 +47,4 @@ def best_seconds(function: Callable[[], Any], repeats: int = 5, warmup: int = 1)
     On a shared machine other processes only ever ADD time (a descheduled thread stalls a parallel kernel for a whole
     scheduler tick, ~4 ms), so the minimum is the least disturbed estimate of what the hardware does.
     """
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.min(times))
+    return float(np.min(call_seconds(function, repeats, warmup)))
