@@ -12,7 +12,7 @@ Output size (the one formula used everywhere)::
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 IntPair = int | tuple[int, int]
 Padding = int | tuple[int, int] | str
@@ -166,6 +166,15 @@ class ConvGeometry:
     @property
     def y_shape(self) -> tuple[int, int, int, int]:
         return (self.batch, self.out_channels, self.out_h, self.out_w)
+
+    def with_explicit_padding(self) -> ConvGeometry:
+        """The same convolution on the input already zero-padded: (H + top + bottom, W + left + right), no padding.
+
+        Same output shape and values: for backends whose loops skip padding taps, this is how they still compute
+        ``inf * 0 = NaN`` there, as the definition does (see the backends' handling of non-finite weights and dy).
+        """
+        padded_h, padded_w = self.padded_size
+        return replace(self, height=padded_h, width=padded_w, padding=(0, 0, 0, 0))
 
     @property
     def is_depthwise(self) -> bool:

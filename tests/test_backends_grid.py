@@ -86,3 +86,31 @@ def test_nan_and_inf_propagate(backend):
     y = gc.conv2d(x, weight, groups=2, backend=backend)
     assert np.isnan(y[0, 0]).all()  # every 3x3 window of a 5x5 input covers the centre
     assert np.isinf(y[0, 1, 0, 0]) and np.isfinite(y[0, 1, 1:, :]).all()
+
+
+def _same_nonfinite_pattern(got, want, label):
+    """Equal where finite (to rounding), and NaN / +inf / -inf exactly where the reference has them."""
+    got = np.asarray(got)
+    for predicate in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(predicate(got), predicate(want), err_msg=f"{label}: {predicate.__name__}")
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-10, atol=1e-10, err_msg=label)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf * 0, on purpose
+@pytest.mark.parametrize("padding", [1, (2, 0), "same"])
+@pytest.mark.parametrize("backend", backend_params())
+def test_nonfinite_weights_and_gradients_meet_the_padding_as_in_the_definition(backend, padding):
+    """A tap over the padding multiplies by 0, and inf * 0 = NaN: backends that skip padding taps must still agree."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 4, 6, 5))
+    weight = rng.standard_normal((4, 2, 3, 3))
+    weight[0, 0, 0, 0], weight[3, 1, 2, 1] = np.inf, np.nan
+    options = dict(padding=padding, groups=2)
+    _same_nonfinite_pattern(gc.conv2d(x, weight, backend=backend, **options), ref.conv2d(x, weight, **options), "y")
+    weight = rng.standard_normal((4, 2, 3, 3))
+    dy = rng.standard_normal(ref.conv2d(x, weight, **options).shape)
+    dy[0, 0, 0, 0], dy[1, 2, -1, -1] = np.inf, -np.inf
+    got = gc.conv2d_backward(dy, x, weight, backend=backend, **options)
+    for g, want, label in zip(got, ref.conv2d_backward(dy, x, weight, **options), ("dx", "dw", "db")):
+        _same_nonfinite_pattern(g, want, label)

@@ -277,6 +277,43 @@ def test_raw_kernels_64_bit_index_path_on_cpu_emulation(emulator, case, monkeypa
     _check_raw_backend(case, np.float64, np, emulator)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf * 0, on purpose
+def test_raw_kernels_nonfinite_weights_and_dy_over_padding_on_cpu_emulation(emulator):
+    """The kernels skip padding taps; inf * 0 = NaN there must still come out as in the definition."""
+    from test_backends_grid import _same_nonfinite_pattern
+
+    rng = np.random.default_rng(13)
+    x, weight = rng.standard_normal((2, 4, 6, 5)), rng.standard_normal((4, 2, 3, 3))
+    options = dict(stride=1, padding=1, dilation=1, groups=2)
+    geom = ConvGeometry.from_shapes(x.shape, weight.shape, None, **options)
+    weight[0, 0, 0, 0] = np.inf
+    y = cupy_gpu._raw_forward(x, weight, None, geom, np, emulator)
+    _same_nonfinite_pattern(y, ref.conv2d(x, weight, **options), "y")
+    weight[0, 0, 0, 0] = 1.0
+    dy = rng.standard_normal(geom.y_shape)
+    dy[0, 0, 0, 0] = np.inf
+    got = cupy_gpu._raw_backward(dy, x, weight, geom, np, emulator)
+    for g, want, label in zip(got, ref.conv2d_backward(dy, x, weight, **options), ("dx", "dw", "db")):
+        _same_nonfinite_pattern(g, want, label)
+
+
+def test_raw_backend_refuses_oversized_kernels_before_any_launch_and_auto_avoids_it():
+    from gconv_edu.backends import gpu_auto_choice
+
+    geom = ConvGeometry.from_shapes((1, 8, 32, 32), (8, 1, 29, 29), padding=14, groups=8)
+    launches = []
+    with pytest.raises(ValueError, match="841 taps"):
+        cupy_gpu._raw_backward(None, None, None, geom, np, launches.append)
+    assert launches == []
+    assert gpu_auto_choice(geom, ["cupy", "cupy-raw"]) == "cupy"
+
+
+def test_index_width_counts_padding_and_dilated_positions():
+    huge = dict(stride=(1, 2**31), padding=(0, 2**30), dilation=(1, 2**31))  # tiny arrays, 2**31-wide positions
+    geom = ConvGeometry.from_shapes((1, 1, 1, 1), (1, 1, 1, 2), **huge)
+    assert cupy_gpu.index_dtype(geom) is np.int64
+
+
 # --------------------------------------------------------------------------- availability and errors (no GPU)
 def test_availability_says_why_not_here():
     try:

@@ -171,8 +171,10 @@ def gpu_auto_choice(geom: ConvGeometry, available: list[str]) -> str:
     Depthwise-like groups (C_in/G * C_out/G < THIN_GROUP) leave cuBLAS tiny batched GEMMs and im2col's copies, so the
     direct kernels (``cupy-raw``) take them; everything else goes to ``cupy`` (cuBLAS). Either one if only one is here.
     """
+    from .cupy_gpu import raw_supports
+
     thin_groups = geom.in_channels_per_group * geom.out_channels_per_group < THIN_GROUP
-    preferred = ("cupy-raw", "cupy") if thin_groups else ("cupy", "cupy-raw")
+    preferred = ("cupy-raw", "cupy") if thin_groups and raw_supports(geom) else ("cupy", "cupy-raw")
     for name in preferred:
         if name in available:
             return name

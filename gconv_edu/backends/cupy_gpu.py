@@ -141,6 +141,20 @@ def weight_grad_splits(geom: ConvGeometry) -> tuple[int, int]:
     return -(-terms // chunk), chunk
 
 
+def raw_supports(geom: ConvGeometry) -> bool:
+    """Whether cupy-raw's kernels take this geometry: dw keeps one partial sum per tap in shared memory."""
+    return geom.kernel_area <= MAX_TAPS
+
+
+def check_raw_supports(geom: ConvGeometry) -> None:
+    """Raise the ValueError that says why cupy-raw cannot run this geometry (before any kernel is launched)."""
+    if not raw_supports(geom):
+        raise ValueError(
+            f"kernel {geom.kernel_h}x{geom.kernel_w} has {geom.kernel_area} taps; cupy-raw's dw kernel supports "
+            f"at most {MAX_TAPS} (kH*kW); use backend='cupy'"
+        )
+
+
 def index_dtype(geom: ConvGeometry) -> type[np.signedinteger]:
     """``np.int32`` when every index the kernels form fits in 32 bits, else ``np.int64`` (kernels built with
     ``-DINDEX_64BIT``). The largest index is below the largest array (x, y, weight, the dw partial sums); a grid-stride
@@ -148,10 +162,12 @@ def index_dtype(geom: ConvGeometry) -> type[np.signedinteger]:
     """
     splits, _ = weight_grad_splits(geom)
     weight_size = geom.out_channels * geom.in_channels_per_group * geom.kernel_area
+    # Window positions i*stride + p*dilation (before the padding is subtracted) stay below the padded extents.
     largest = max(
         geom.batch * geom.in_channels * geom.height * geom.width,
         geom.batch * geom.out_channels * geom.out_h * geom.out_w,
         splits * weight_size,
+        *geom.padded_size,
     )
     return np.int64 if largest > INDEX32_LIMIT else np.int32
 
@@ -212,11 +228,7 @@ def _launch_without_arrays(kind: str, geom: ConvGeometry, dtype: np.dtype, index
         "dilation_w": geom.dilation[1],
     }
     if kind == "backward_weight":
-        if geom.kernel_area > MAX_TAPS:
-            raise ValueError(
-                f"kernel {geom.kernel_h}x{geom.kernel_w} has {geom.kernel_area} taps; cupy-raw's dw kernel supports "
-                f"at most {MAX_TAPS} (kH*kW); use backend='cupy'"
-            )
+        check_raw_supports(geom)
         splits, scalars["chunk"] = weight_grad_splits(geom)
         grid = (geom.out_channels * geom.in_channels_per_group, splits)  # (pairs, splits)
     elif kind == "backward_input":
@@ -277,6 +289,9 @@ Runner = Callable[[KernelLaunch], None]
 
 def _raw_forward(x: Array, weight: Array, bias: Array | None, geom: ConvGeometry, xp: ModuleType, run: Runner) -> Array:
     """The body of :func:`raw_forward`, for any array module and launcher (the tests run it on a CPU emulation)."""
+    if any(geom.padding) and not bool(xp.isfinite(weight).all()):
+        # The kernels skip taps over the padding; the definition gives inf * 0 = NaN there: pad x for real (rare).
+        x, geom = im2col.pad(x, geom, xp), geom.with_explicit_padding()
     x, weight = xp.ascontiguousarray(x), xp.ascontiguousarray(weight)  # the kernels index C-contiguous memory
     # No bias: add zeros, so the kernel has one code path (C_out values: nothing next to the convolution itself).
     bias = xp.zeros(geom.out_channels, dtype=x.dtype) if bias is None else xp.ascontiguousarray(bias)
@@ -289,6 +304,21 @@ def _raw_backward(
     dy: Array, x: Array, weight: Array, geom: ConvGeometry, xp: ModuleType, run: Runner
 ) -> tuple[Array, Array, Array]:
     """The body of :func:`raw_backward`, for any array module and launcher."""
+    check_raw_supports(geom)
+    dx, dw, db = _raw_backward_kernels(dy, x, weight, geom, xp, run)
+    if any(geom.padding) and not bool(xp.isfinite(db).all()):
+        # db sums dy: it shows for free whether dy holds inf/NaN. Then dw's taps over the padding must give
+        # inf * 0 = NaN as the definition does, and the kernels skip them: redo it on x padded for real.
+        top, _, left, _ = geom.padding
+        padded_x, padded_geom = im2col.pad(x, geom, xp), geom.with_explicit_padding()
+        dx_padded, dw, db = _raw_backward_kernels(dy, padded_x, weight, padded_geom, xp, run)
+        dx = dx_padded[:, :, top : top + geom.height, left : left + geom.width].copy()
+    return dx, dw, db
+
+
+def _raw_backward_kernels(
+    dy: Array, x: Array, weight: Array, geom: ConvGeometry, xp: ModuleType, run: Runner
+) -> tuple[Array, Array, Array]:
     dy, x, weight = xp.ascontiguousarray(dy), xp.ascontiguousarray(x), xp.ascontiguousarray(weight)
     dx = xp.empty(geom.x_shape, dtype=x.dtype)
     run(backward_input_launch(geom, x.dtype, dy, weight, dx))

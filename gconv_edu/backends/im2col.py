@@ -74,6 +74,12 @@ def _tap_slices(geom: ConvGeometry, p: int, q: int) -> tuple[slice, slice]:
     )
 
 
+def pad(x: Array, geom: ConvGeometry, xp: ModuleType = np) -> Array:
+    """x: (N, C, H, W) -> xpad: (N, C, H + top + bottom, W + left + right), zeros around (per-side padding)."""
+    top, bottom, left, right = geom.padding
+    return xp.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+
+
 def im2col(x: Array, geom: ConvGeometry, xp: ModuleType = np) -> Array:
     """Unfold every window into a column.
 
@@ -81,8 +87,7 @@ def im2col(x: Array, geom: ConvGeometry, xp: ModuleType = np) -> Array:
     ``cols[n, c, p, q, i, j] = xpad[n, c, i*sh + p*dh, j*sw + q*dw]``.
     One strided slice per kernel tap: kH*kW copies, each of the size of the output.
     """
-    top, bottom, left, right = geom.padding
-    xpad = xp.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    xpad = pad(x, geom, xp)
     n, c = x.shape[:2]
     cols = xp.empty((n, c, geom.kernel_h, geom.kernel_w, geom.out_h, geom.out_w), dtype=x.dtype)
     for p in range(geom.kernel_h):

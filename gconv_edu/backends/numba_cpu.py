@@ -35,8 +35,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..geometry import ConvGeometry
+from .im2col import pad
 
-DESCRIPTION = "direct loops compiled by Numba (parallel over samples x channels, SIMD along output rows, cached)"
+DESCRIPTION = "direct loops compiled by Numba (parallel over what each task writes, SIMD along output rows, cached)"
 
 try:
     import numba
@@ -399,8 +400,12 @@ def forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geom: Co
     x: (N, C_in, H, W); weight: (C_out, C_in/G, kH, kW); bias: (C_out,) or None -> y: (N, C_out, H_out, W_out),
     ``H_out = (H + pad_top + pad_bottom - dh*(kH - 1) - 1) // sh + 1`` (likewise W_out).
     """
+    if any(geom.padding) and not np.isfinite(weight).all():
+        # The loops skip taps that fall on the padding; the definition multiplies them by 0, and inf * 0 is NaN. With
+        # a non-finite weight (rare, and cheap to test) pad x for real so those taps are computed.
+        x, geom = pad(x, geom), geom.with_explicit_padding()
     x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
-    bias = np.zeros(geom.out_channels, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    bias = np.zeros(geom.out_channels, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias)
     y = np.empty(geom.y_shape, dtype=x.dtype)  # the kernel writes every element (bias first, then the sums)
     _forward_kernel(_one_row(x, geom), weight, bias, _one_row(y, geom), *_geometry_args(geom))
     return y
@@ -415,6 +420,19 @@ def backward(
     -> dx: (N, C_in, H, W), dw: (C_out, C_in/G, kH, kW), db: (C_out,).
     """
     dy, x, weight = np.ascontiguousarray(dy), np.ascontiguousarray(x), np.ascontiguousarray(weight)
+    dx, dw, db = _backward(dy, x, weight, geom)
+    if any(geom.padding) and not np.isfinite(db).all():
+        # db sums dy, so it tells for free whether dy holds inf/NaN: then dw's taps over the padding must give
+        # inf * 0 = NaN as the definition does, and the loops skip them. Redo it on x padded for real.
+        top, _, left, _ = geom.padding
+        dx_padded, dw, db = _backward(dy, pad(x, geom), weight, geom.with_explicit_padding())
+        dx = dx_padded[:, :, top : top + geom.height, left : left + geom.width].copy()
+    return dx, dw, db
+
+
+def _backward(
+    dy: np.ndarray, x: np.ndarray, weight: np.ndarray, geom: ConvGeometry
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     dx = np.empty(geom.x_shape, dtype=x.dtype)  # the kernel clears it, in parallel
     dw = np.empty(geom.weight_shape, dtype=x.dtype)
     db = np.empty(geom.out_channels, dtype=x.dtype)
