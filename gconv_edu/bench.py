@@ -69,6 +69,8 @@ class BenchConfig:
     groups: int = 1
 
     def geometry(self) -> ConvGeometry:
+        if not isinstance(self.groups, int) or self.groups < 1:  # before it divides C_in below
+            raise ValueError(f"groups={self.groups!r} must be a positive int (config {self.name})")
         return ConvGeometry.from_shapes(
             (self.batch, self.in_channels, self.height, self.width),
             (self.out_channels, self.in_channels // self.groups, self.kernel, self.kernel),
@@ -269,15 +271,8 @@ def _peak_gpu_bytes(function: Callable[[], Any], torch: Any | None) -> int:
 
 
 def gpu_unavailable_reason() -> str | None:
-    """None when CuPy sees a CUDA device, else why not (the message ``--device gpu`` stops with)."""
-    try:
-        import cupy
-
-        if cupy.cuda.is_available():
-            return None
-        return "CuPy is installed but sees no CUDA device (cupy.cuda.is_available() is False)"
-    except Exception as error:  # ImportError, or a CUDA driver error raised while probing
-        return f"CuPy is not usable here ({type(error).__name__}: {error})"
+    """None when the GPU backends can run here, else why not (the message ``--device gpu`` stops with)."""
+    return get_backend("cupy").availability()
 
 
 def roofline(geom: ConvGeometry, itemsize: int) -> dict[str, float]:
@@ -553,6 +548,11 @@ def main(argv: list[str]) -> int:
             configs = [parse_config(c) for c in (args.config or list(NAMED_CONFIGS))]
     except ValueError as error:
         parser.error(str(error))
+    try:
+        with thread_limit(args.threads):
+            pass
+    except ValueError as error:
+        parser.error(f"--threads: {error}")
     default_backends = DEFAULT_GPU_BACKENDS if args.device == "gpu" else DEFAULT_CPU_BACKENDS
     backends = args.backends or list(default_backends)
     peers = () if args.no_peer else ("torch",)

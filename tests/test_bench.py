@@ -120,3 +120,14 @@ def test_gpu_device_fails_clearly_without_a_gpu(capsys):
     assert "no usable GPU" in capsys.readouterr().err
     with pytest.raises(RuntimeError, match="no usable GPU"):
         run_benchmark([TINY], ["cupy"], device="gpu")
+
+
+def test_bad_threads_and_groups_are_usage_errors_not_tracebacks(capsys):
+    for argv, text in (
+        (["--quick", "--threads", "0"], "--threads"),
+        (["--quick", "--config", "1,4,4,8,8,3,1,1,0"], "groups=0"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            bench.main(argv)
+        assert info.value.code == 2
+        assert text in capsys.readouterr().err
