@@ -29,9 +29,14 @@ NEUTRAL = "#9A9A9A"  # things that belong to no group (shuffles, dense layers, r
 
 # --------------------------------------------------------------------------- where figures go
 def figures_dir() -> Path:
-    """``$GCONV_FIGURES_DIR`` or ``figures/`` at the repository root (created if missing)."""
+    """``$GCONV_FIGURES_DIR``, else ``figures/`` at the repository root of a checkout (``pip install -e .``), else
+    ``figures/`` in the current directory (an installed copy must not write into site-packages). Created if missing."""
     override = os.environ.get("GCONV_FIGURES_DIR")
-    folder = Path(override) if override else Path(__file__).resolve().parents[1] / "figures"
+    if override:
+        folder = Path(override)
+    else:
+        root = Path(__file__).resolve().parents[1]
+        folder = (root if (root / "pyproject.toml").is_file() else Path.cwd()) / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
