@@ -5,16 +5,20 @@ from __future__ import annotations
 import ast
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
+import numpy as np
 import pytest
 
+from gconv_edu.grading.checks import check_array, check_equal, close
 from gconv_edu.grading.cli import grade, main, self_check
 from gconv_edu.grading.exercises import EXERCISES, SOLUTIONS_DIR, STUBS_DIR, exercise_for_path
-from gconv_edu.grading.report import GRADESCOPE_TEST_FIELDS
-from gconv_edu.grading.sandbox import forbidden_imports
+from gconv_edu.grading.report import GRADESCOPE_TEST_FIELDS, gradescope
+from gconv_edu.grading.sandbox import GradingFailure, UngradableResult, forbidden_imports, safe_loads
 
 ROOT = Path(__file__).resolve().parents[1]
 WRONG = ROOT / "tests" / "wrong_solutions"
@@ -40,12 +44,21 @@ OTHER_BAD_FILES = [
     "ex6_imports_gconv_edu_at_runtime.py",
     "ex5_no_numba.py",
 ]
+# A result or a file that tries to cheat the grader itself: each must score zero, with the message given here.
+CHEATS = {
+    "ex2_pickle_payload.py": "returned an object that cannot be graded (student_exercise._Sneaky)",
+    "ex2_masked_result.py": "returned an object that cannot be graded (numpy.ma.MaskedArray)",
+    "ex6_masked_result.py": "returned an object that cannot be graded (numpy.ma.MaskedArray)",
+    "ex1_mock_any.py": "returned an object that cannot be graded (unittest.mock._ANY)",
+    "ex6_hangs_at_import.py": "ex6_hangs_at_import.py does not import: timed out after",
+}
 
 
 @pytest.fixture(scope="module")
 def wrong_results():
     """All wrong solutions graded once (1 s per call, so the hanging one costs seconds, not minutes)."""
-    results = grade([WRONG / name for name in [*CLASSIC_BUGS, *OTHER_BAD_FILES]], timeout=1.0)
+    names = [*CLASSIC_BUGS, *OTHER_BAD_FILES, *CHEATS, "ex6_selftest_main_block.py"]
+    results = grade([WRONG / name for name in names], timeout=1.0)
     assert not results["errors"], results["errors"]
     return results
 
@@ -127,9 +140,7 @@ def test_prints_wrong_dtype_and_a_dying_process(tmp_path):
     assert [t["status"] for t in shuffle] == ["passed", "passed", "failed", "passed", "failed"]  # float32 cases fail
     assert all("dtype expected float32 (the inputs' dtype), got float64" in t["output"] for t in shuffle[2::2])
     backward = [t for t in tests if "backward" in t["name"]]
-    assert all(
-        "died in channel_shuffle_backward() after" in t["output"] and "exit code 3" in t["output"] for t in backward
-    )
+    assert all("died in channel_shuffle_backward() (exit code 3) after" in t["output"] for t in backward)
 
 
 def test_forbidden_imports_found_statically():
@@ -157,19 +168,22 @@ def test_gradescope_and_json_outputs(tmp_path, capsys):
     code = main([*files, "--gradescope", str(tmp_path / "results.json"), "--json", str(tmp_path / "all.json")])
     assert code == 0  # graded: 0 whatever the score
     table = capsys.readouterr().out
-    assert "Score: 12 / 20" in table and "6.1" in table
+    # Two files of one exercise: both graded, the exercise counted once (the better file).
+    assert "Score: 10 / 10" in table and "6.1" in table and "NOT COUNTED in the total: ex6 is counted once" in table
     results = json.loads((tmp_path / "results.json").read_text())
     assert isinstance(results["score"], float) and isinstance(results["execution_time"], float)
-    assert results["score"] == pytest.approx(sum(t["score"] for t in results["tests"])) == pytest.approx(12)
+    assert results["score"] == pytest.approx(sum(t["score"] for t in results["tests"])) == pytest.approx(10)
     assert len(results["tests"]) == 20
     for test in results["tests"]:
         assert set(GRADESCOPE_TEST_FIELDS) <= set(test)
         assert isinstance(test["name"], str) and isinstance(test["number"], str) and isinstance(test["output"], str)
         assert 0 <= test["score"] <= test["max_score"] and test["status"] in ("passed", "failed")
         assert test["output_format"] == "text" and test["visibility"] == "visible"
+    assert sum(t["max_score"] for t in results["tests"]) == 10
     assert len({t["name"] for t in results["tests"]}) == 20  # two ex6 files: names stay unique
     full = json.loads((tmp_path / "all.json").read_text())
     assert [e["score"] for e in full["exercises"]] == [10, 2]
+    assert [e["counted"] for e in full["exercises"]] == [True, False] and full["score"] == full["max_score"] == 10
 
 
 def test_cli_reports_files_it_cannot_grade(tmp_path, capsys):
@@ -236,3 +250,108 @@ def test_instructor_test_module_points_visibility_and_explicit_paths(tmp_path):
         ("ex6: test_unmarked", 1.0, "failed", "visible"),  # 3 does not divide 4: the student's code raised
     ], run.stdout
     assert "raised ValueError" in tests[2]["output"] and "line" in tests[2]["output"]
+
+
+# --------------------------------------------------------------------------- the grader defends itself
+@pytest.mark.parametrize("name", list(CHEATS))
+def test_cheating_results_score_zero(wrong_results, name):
+    exercise = _exercise(wrong_results, name)
+    assert exercise["max_score"] > 0 and exercise["score"] == 0
+    tests = _tests_of(wrong_results, name)
+    assert tests and all(t["score"] == 0 and CHEATS[name] in t["output"] for t in tests), tests[0]["output"]
+
+
+def test_import_hang_is_one_verdict_for_the_exercise(wrong_results):
+    exercise = _exercise(wrong_results, "ex6_hangs_at_import.py")
+    assert "does not import: timed out after 11 s importing" in exercise["verdict"]  # 1 s + 10 s for importing
+
+
+def test_self_test_under_main_guard_may_import_anything(wrong_results):
+    exercise = _exercise(wrong_results, "ex6_selftest_main_block.py")
+    assert exercise["verdict"] is None and exercise["score"] == exercise["max_score"] == 10
+    guarded = "if __name__ == '__main__':\n    import gconv_edu\nelse:\n    import torch\n"
+    assert forbidden_imports(ast.parse(guarded)) == ["import of torch at line 4"]
+    assert forbidden_imports(ast.parse("if __name__ != '__main__':\n    import jax\n")) == ["import of jax at line 2"]
+
+
+def test_results_are_unpickled_with_an_allow_list():
+    arrays = (np.arange(6.0).reshape(2, 3).T, np.float32(2), [slice(0, 2), (1, None)], "text")
+    back = safe_loads(pickle.dumps(arrays))
+    assert type(back[0]) is np.ndarray and np.array_equal(back[0], arrays[0]) and back[1:] == arrays[1:]
+    for evil in (np.ma.masked_all(3), pickle.loads(pickle.dumps(os.getcwd)), Path(".")):
+        with pytest.raises(UngradableResult):
+            safe_loads(pickle.dumps(evil))
+
+
+def test_array_and_equality_checks_want_plain_types():
+    masked = np.ma.masked_all((2, 2))
+    with pytest.raises(GradingFailure, match=r"returned a numpy\.ma\.MaskedArray, expected a plain numpy\.ndarray"):
+        check_array("y", masked, np.zeros((2, 2)), "float64", "case")
+    assert not close(masked, np.zeros((2, 2)), "float64") and close(np.zeros((2, 2)), np.zeros((2, 2)), "float64")
+    with pytest.raises(GradingFailure, match="should be made of ints"):
+        check_equal("parameters", mock.ANY, 12, "case")
+    with pytest.raises(GradingFailure, match="should be made of ints"):
+        check_equal("pair", (12, mock.ANY), (12, 3), "case")
+    check_equal("pair", (np.int64(12), 3), (12, 3), "case")  # NumPy integers are fine
+
+
+def test_fork_and_exit_is_a_death_not_a_timeout_and_the_child_dies(tmp_path, monkeypatch):
+    pids = tmp_path / "pids"
+    monkeypatch.setenv("GCONV_TEST_PID_FILE", str(pids))
+    results = grade([WRONG / "ex6_forks_and_exits.py"], timeout=2.0)
+    tests = results["tests"]
+    assert tests and all("died in channel_shuffle" in t["output"] and "(exit code 3)" in t["output"] for t in tests)
+    children = [int(pid) for pid in pids.read_text().split()]
+    assert children and not [pid for pid in children if _alive(pid)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_stderr_of_the_student_code_is_bounded():
+    tests = grade([WRONG / "ex6_spams_stderr.py"], timeout=5.0)["tests"]
+    shuffle = [t for t in tests if "channel_shuffle [" in t["name"]]
+    assert shuffle and all("raised OSError" in t["output"] and "File too large" in t["output"] for t in shuffle)
+
+
+def test_a_folder_grades_one_file_per_exercise(tmp_path):
+    solution = (SOLUTIONS_DIR / "ex6_shuffle.py").read_text()
+    for name in ("ex6_a.py", "ex6_b.py", "ex6_c.py"):
+        (tmp_path / name).write_text(solution)
+    results = grade([tmp_path])
+    assert results["score"] == 0 and not results["exercises"]
+    assert any("several files for ex6 (ex6_a.py, ex6_b.py, ex6_c.py): keep one" in e for e in results["errors"])
+    (tmp_path / "ex6_shuffle.py").write_text(solution)  # the stub's own name wins
+    results = grade([tmp_path])
+    assert [Path(e["file"]).name for e in results["exercises"]] == ["ex6_shuffle.py"]
+    assert results["score"] == results["max_score"] == 10
+
+
+def test_gradescope_summary_counts_visible_tests_only():
+    def test(number, score, visibility):
+        return {
+            "exercise": "ex6",
+            "file": "/s/ex6_shuffle.py",
+            "number": number,
+            "name": f"t{number}",
+            "score": score,
+            "max_score": 1.0,
+            "status": "passed" if score else "failed",
+            "output": "",
+            "visibility": visibility,
+        }
+
+    results = {
+        "score": 2.0,
+        "max_score": 3.0,
+        "execution_time": 1.0,
+        "errors": [],
+        "exercises": [{"exercise": "ex6", "title": "t", "file": "/s/ex6_shuffle.py", "score": 2.0, "max_score": 3.0}],
+        "tests": [test("6.1", 1.0, "visible"), test("6.2", 0.0, "visible"), test("6.3", 1.0, "after_published")],
+    }
+    assert gradescope(results)["output"] == "ex6_shuffle.py: 1 / 2 (visible tests)"

@@ -28,9 +28,17 @@ def tolerance(expected: np.ndarray, dtype: str) -> float:
     return RELATIVE_TOLERANCE[str(dtype)] * max(scale, 1e-3)
 
 
+def type_name(value: Any) -> str:
+    """``numpy.ma.MaskedArray``, ``numpy.ndarray``, ``int``...: a type as a student would write it."""
+    kind = type(value)
+    module = kind.__module__
+    module = "numpy.ma" if module.startswith("numpy.ma") else "numpy" if module.startswith("numpy") else module
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
 def close(got: Any, expected: np.ndarray, dtype: str) -> bool:
     """True when ``got`` has the expected shape and values (dtype not checked): the test used by hints."""
-    if not isinstance(got, np.ndarray) or got.shape != expected.shape or got.dtype.kind not in "fiu":
+    if type(got) is not np.ndarray or got.shape != expected.shape or got.dtype.kind not in "fiu":
         return False
     return bool(np.all(np.abs(got.astype(np.float64) - expected) <= tolerance(expected, dtype)))
 
@@ -66,8 +74,12 @@ def check_array(
 
     ``dtype`` is the dtype the result must have (the inputs'); ``expected`` is the float64 reference.
     """
-    if not isinstance(got, np.ndarray):
-        fail(f"{what} should be a numpy.ndarray of shape {expected.shape}, got {type(got).__name__}", label)
+    # Exactly ndarray: a subclass (a masked array, np.matrix) overrides comparisons and arithmetic, so a fully
+    # masked result would compare "equal" to anything.
+    if type(got) is not np.ndarray:
+        name = type_name(got)
+        kind = f"returned a {name}, expected a plain numpy.ndarray" if isinstance(got, np.ndarray) else f"got {name}"
+        fail(f"{what} should be a numpy.ndarray of shape {expected.shape}: {kind}", label)
     if got.shape != expected.shape:
         fail(f"{what}.shape expected {expected.shape}, got {got.shape}", label, shape_hints)
     if got.dtype != np.dtype(dtype):
@@ -90,8 +102,23 @@ def check_array(
         )
 
 
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Ints (Python or NumPy), strings, None, and slices/tuples/lists of them: what the contract's answers are made
+    of, and types whose ``==`` the grader can trust (a student's object could define ``__eq__`` to say yes)."""
+    if type(value) in (int, str, type(None)) or (isinstance(value, np.integer) and type(value).__module__ == "numpy"):
+        return True
+    if type(value) is slice:
+        return all(_plain(part, depth + 1) for part in (value.start, value.stop, value.step))
+    return type(value) in (tuple, list) and depth < 10 and all(_plain(part, depth + 1) for part in value)
+
+
 def check_equal(what: str, got: Any, expected: Any, label: str, hints: Iterable[Hint] = ()) -> None:
-    """Exact comparison for integers and small structures; prints what was got, never what was expected."""
+    """Exact comparison for integers and small structures; prints what was got, never what was expected.
+
+    ``got`` must be made of ints (Python or NumPy integers), strings, None, slices, tuples and lists.
+    """
+    if not _plain(got):
+        fail(f"{what} should be made of ints (got a {type_name(got)})", label)
     try:
         equal = bool(got == expected)
     except Exception:  # e.g. an array compared with an int pair: not equal, and not a grader error

@@ -23,12 +23,41 @@ from .exercises import EXERCISES, SOLUTIONS_DIR, STUBS_DIR, TESTS_DIR, exercise_
 from .report import format_table, gradescope, write_json
 
 
-def _expand(paths: list[str]) -> list[Path]:
-    """Files as given; a folder stands for the exN_*.py files in it."""
+def _folder_files(folder: Path) -> tuple[list[Path], list[str]]:
+    """One file per exercise in a submission folder, and why an exercise is not graded.
+
+    The stub's own file name wins (ex6_shuffle.py); otherwise a single exN_*.py file; several others: none of them
+    (a folder is one submission, and adding up copies would count an exercise several times).
+    """
+    by_key: dict[str, list[Path]] = {}
+    unknown: list[Path] = []
+    for path in sorted(folder.glob("ex[0-9]*_*.py")):
+        if _is_exercise_name(path):
+            by_key.setdefault(exercise_for_path(path).key, []).append(path)
+        else:
+            unknown.append(path)
+    files, errors = list(unknown), []  # unknown names are reported by grade()
+    for key, paths in by_key.items():
+        own = [p for p in paths if p.name == EXERCISES[key].stub]
+        if own or len(paths) == 1:
+            files.append((own or paths)[0])
+        else:
+            names = ", ".join(p.name for p in paths)
+            errors.append(f"{folder}: several files for {key} ({names}): keep one (or name it {EXERCISES[key].stub})")
+    return sorted(files), errors
+
+
+def _expand(paths: list[str]) -> tuple[list[Path], list[str]]:
+    """Files as given, and errors; a folder stands for one exN_*.py file per exercise in it (:func:`_folder_files`)."""
     files: list[Path] = []
+    errors: list[str] = []
     for path in map(Path, paths):
-        files += sorted(path.glob("ex[0-9]*_*.py")) if path.is_dir() else [path]
-    return files
+        if path.is_dir():
+            found, why = _folder_files(path)
+            files, errors = files + found, errors + why
+        else:
+            files.append(path)
+    return files, errors
 
 
 def _is_exercise_name(path: Path) -> bool:
@@ -37,6 +66,29 @@ def _is_exercise_name(path: Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _count_best_per_exercise(results: dict[str, Any]) -> None:
+    """Score each exercise once: with several files of one exercise (given explicitly), the best one counts.
+
+    Sets ``counted`` on every exercise entry and on every test (False for the other files of that exercise), and
+    the totals from the counted files only: an exercise never counts above its maximum.
+    """
+    best: dict[str, dict[str, Any]] = {}
+    for entry in results["exercises"]:
+        if entry["exercise"] not in best or entry["score"] > best[entry["exercise"]]["score"]:
+            best[entry["exercise"]] = entry
+    counted_files = {entry["file"] for entry in best.values()}
+    for entry in results["exercises"]:
+        entry["counted"] = entry["file"] in counted_files
+        others = [e for e in results["exercises"] if e["exercise"] == entry["exercise"]]
+        if len(others) > 1 and not entry["counted"]:
+            chosen = Path(best[entry["exercise"]]["file"]).name
+            entry["not_counted_reason"] = f"{entry['exercise']} is counted once: {chosen} scored best"
+    for test in results["tests"]:
+        test["counted"] = test["file"] in counted_files
+    results["score"] = sum(t["score"] for t in results["tests"] if t["counted"])
+    results["max_score"] = sum(t["max_score"] for t in results["tests"] if t["counted"])
 
 
 def _batches(files: list[Path]) -> list[list[tuple[Path, str]]]:
@@ -84,17 +136,21 @@ def grade(
 
     ``timeout``: seconds per call of the student's code (default: each exercise's own, 5 s).
     ``jobs``: batches graded at the same time (default: the number of CPUs, at most 4).
+    A folder is one submission: one file per exercise in it (the stub's name, else the only exN_*.py file).
+    Several files of one exercise given explicitly are all graded, but the exercise counts once: the best file.
     """
     start = time.monotonic()
     results: dict[str, Any] = {"score": 0.0, "max_score": 0.0, "exercises": [], "tests": [], "errors": []}
     for folder in (Path(p) for p in paths if Path(p).is_dir()):
         # A submission folder without some exercise: say so (Gradescope shows it), rather than grade less silently.
-        present = {exercise_for_path(f).key for f in _expand([str(folder)]) if _is_exercise_name(f)}
+        present = {exercise_for_path(f).key for f in folder.glob("ex[0-9]*_*.py") if _is_exercise_name(f)}
         results["errors"] += [
             f"{folder}: no file for {e.key} (expected {e.stub})" for e in EXERCISES.values() if e.key not in present
         ]
+    files, folder_errors = _expand([str(p) for p in paths])
+    results["errors"] += folder_errors
     gradable = []
-    for path in _expand([str(p) for p in paths]):
+    for path in files:
         try:
             exercise_for_path(path)
         except ValueError as error:
@@ -115,8 +171,7 @@ def grade(
     order = {str(p.resolve()): i for i, p in enumerate(gradable)}
     results["exercises"].sort(key=lambda e: order.get(e["file"], 0))
     results["tests"].sort(key=lambda t: (order.get(t["file"], 0), *map(int, t["number"].split("."))))
-    results["score"] = sum(t["score"] for t in results["tests"])
-    results["max_score"] = sum(t["max_score"] for t in results["tests"])
+    _count_best_per_exercise(results)
     results["execution_time"] = round(time.monotonic() - start, 3)
     return results
 

@@ -3,9 +3,9 @@
 ``results`` (as the plugin and :func:`gconv_edu.grading.cli.grade` produce it)::
 
     {"score": float, "max_score": float, "execution_time": seconds,
-     "exercises": [{"exercise", "title", "file", "score", "max_score", "verdict"}],
+     "exercises": [{"exercise", "title", "file", "score", "max_score", "verdict", "counted", "not_counted_reason"}],
      "tests": [{"exercise", "file", "number", "name", "nodeid", "score", "max_score", "status", "output",
-                "visibility"}],
+                "visibility", "counted"}],
      "errors": [str]}     # files that could not be graded at all (unknown name, missing file, grader crash)
 """
 
@@ -29,6 +29,8 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(f"\n{Path(exercise['file']).name}  ({exercise['exercise']}: {exercise['title']})")
         if exercise.get("verdict"):
             lines.append(f"  ZERO for this exercise: {exercise['verdict']}")
+        if exercise.get("counted") is False:
+            lines.append(f"  NOT COUNTED in the total: {exercise.get('not_counted_reason', 'another file counts')}")
         lines.append(f"  {'#':<6}{'test':<46}{'points':>12}  result")
         previous = None
         for test in results["tests"]:
@@ -59,22 +61,35 @@ def gradescope(results: dict[str, Any]) -> dict[str, Any]:
     def name(test: dict[str, Any]) -> str:
         return f"{Path(test['file']).name}: {test['name']}" if test["exercise"] in repeated else test["name"]
 
+    def counts(test: dict[str, Any]) -> bool:
+        return test.get("counted", True) is not False
+
+    # A file that does not count (another file of its exercise scored better) keeps its feedback but no points, so
+    # that Gradescope's per-test points add up to the total.
     tests = [
         {
-            "name": name(test),
+            "name": name(test) + ("" if counts(test) else " (not counted)"),
             "number": test["number"],
-            "score": round(float(test["score"]), 4),
-            "max_score": round(float(test["max_score"]), 4),
+            "score": round(float(test["score"]), 4) if counts(test) else 0.0,
+            "max_score": round(float(test["max_score"]), 4) if counts(test) else 0.0,
             "status": test["status"],
-            "output": test["output"] or ("ok" if test["status"] == "passed" else "failed"),
+            "output": (test["output"] or ("ok" if test["status"] == "passed" else "failed"))
+            + ("" if counts(test) else f" ({_points(test['score'])}/{_points(test['max_score'])}, not counted)"),
             "output_format": "text",
             "visibility": test.get("visibility", "visible"),
         }
         for test in results["tests"]
     ]
-    summary = [
-        f"{Path(e['file']).name}: {_points(e['score'])} / {_points(e['max_score'])}" for e in results["exercises"]
-    ]
+    # The summary is shown before hidden tests are published: it adds up the visible tests only, or it would leak how
+    # the hidden ones went.
+    summary = []
+    for exercise in results["exercises"]:
+        mine = [t for t in results["tests"] if t["file"] == exercise["file"]]
+        visible = [t for t in mine if t.get("visibility", "visible") == "visible"]
+        note = " (visible tests)" if len(visible) < len(mine) else ""
+        note += "" if exercise.get("counted") is not False else " (not counted)"
+        got, out_of = sum(t["score"] for t in visible), sum(t["max_score"] for t in visible)
+        summary.append(f"{Path(exercise['file']).name}: {_points(got)} / {_points(out_of)}{note}")
     summary += [f"{Path(e['file']).name}: {e['verdict']}" for e in results["exercises"] if e.get("verdict")]
     summary += [f"NOT GRADED: {error}" for error in results.get("errors", [])]
     return {

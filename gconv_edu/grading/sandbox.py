@@ -12,7 +12,10 @@ scanned for imports of forbidden packages; the worker blocks the same imports at
 from __future__ import annotations
 
 import ast
+import io
 import os
+import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -39,10 +42,67 @@ class ExerciseVerdict(GradingFailure):
     """The whole exercise scores zero (the file does not import, or it uses a forbidden package)."""
 
 
+# What a result may be made of: the grader unpickles nothing else (an object's __reduce__ would run code in the grader).
+SAFE_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("builtins", "slice"),
+    ("builtins", "complex"),
+}
+# Bytes of the worker's stderr kept (a print in a loop must not fill the disk); the tail says why it crashed.
+STDERR_LIMIT = 4 << 20
+
+
+class UngradableResult(pickle.UnpicklingError):
+    """The worker sent something other than arrays, numbers, strings, slices and containers of them."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise UngradableResult(f"{module}.{name}")
+
+
+def safe_loads(data: bytes) -> Any:
+    """Unpickle ``data`` allowing only NumPy arrays/scalars/dtypes, slices and builtin containers and numbers."""
+    return _RestrictedUnpickler(io.BytesIO(data)).load()
+
+
+def _is_main_guard(node: ast.AST) -> bool:
+    """``if __name__ == "__main__":`` (either order): its body never runs when the grader imports the file."""
+    if not (isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and len(node.test.ops) == 1):
+        return False
+    sides = [node.test.left, *node.test.comparators]
+    names = [s.id for s in sides if isinstance(s, ast.Name)]
+    values = [s.value for s in sides if isinstance(s, ast.Constant)]
+    return isinstance(node.test.ops[0], ast.Eq) and names == ["__name__"] and values == ["__main__"]
+
+
+def _walk_skipping_main(tree: ast.AST) -> Any:
+    """ast.walk without the bodies of ``if __name__ == "__main__":`` (their ``else`` is still scanned)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if _is_main_guard(node):
+            todo += node.orelse
+            continue
+        todo += list(ast.iter_child_nodes(node))[::-1]
+
+
 def forbidden_imports(tree: ast.AST, forbidden: tuple[str, ...] = FORBIDDEN_MODULES) -> list[str]:
-    """Imports of forbidden packages in a parsed file, as 'import of NAME at line N' (also __import__/import_module)."""
+    """Imports of forbidden packages in a parsed file, as 'import of NAME at line N' (also __import__/import_module).
+
+    A self-test under ``if __name__ == "__main__":`` may import anything: the grader never runs it (the worker imports
+    the file under another name, and its import blocker still guards whatever does run).
+    """
     found = []
-    for node in ast.walk(tree):
+    for node in _walk_skipping_main(tree):
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -105,6 +165,8 @@ class StudentFile:
     # ------------------------------------------------------------------ worker lifecycle
     def _start(self) -> None:
         parent, child = socket.socketpair()
+        self._log.seek(0)
+        self._log.truncate()  # the previous worker is dead: its output was read, and the size limit starts over
         try:
             self._process = subprocess.Popen(
                 [
@@ -115,20 +177,31 @@ class StudentFile:
                     str(self.path),
                     ",".join(FORBIDDEN_MODULES),
                     str(os.getpid()),
+                    str(STDERR_LIMIT),
                 ],
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,  # a print in an infinite loop must not fill the disk
-                stderr=self._log,
+                stderr=self._log,  # bounded by the worker's RLIMIT_FSIZE
                 cwd=str(self.path.parent),
                 env=_worker_environment(),
+                start_new_session=True,  # its own process group: close() kills whatever it forked too
             )
         finally:
             child.close()
         self._connection = Connection(parent.detach())
         self._seen_signatures.clear()
         # The import report; importing is given the first-call allowance too (numba's own import is slow).
-        status, payload, _, violations = self._receive(self.timeout + self.first_call_allowance + 10, "importing")
+        # Any failure here (exception, hang, crash) is the verdict for the whole exercise: restarting would only
+        # repeat it on every test.
+        try:
+            status, payload, _, violations = self._receive(
+                self.timeout + self.first_call_allowance + 10, "importing", expect=list
+            )
+        except StudentError as error:
+            self.close()
+            self.verdict = f"{self.path.name} does not import: {error}"
+            raise ExerciseVerdict(self.verdict) from None
         self._forbid(violations)
         if status == "error":
             self.verdict = f"{self.path.name} does not import: {_describe_error(payload)}"
@@ -137,11 +210,15 @@ class StudentFile:
         self.functions = payload
 
     def close(self) -> None:
-        """Stop the worker (if any); the next call starts a fresh one."""
+        """Stop the worker and everything it started in its process group (if any); the next call starts a fresh one."""
         if self._connection is not None:
             self._connection.close()
             self._connection = None
         if self._process is not None:
+            try:
+                os.killpg(self._process.pid, signal.SIGKILL)  # the group outlives the worker while a child lives
+            except (ProcessLookupError, PermissionError):
+                pass
             if self._process.poll() is None:
                 self._process.kill()
             self._process.wait()
@@ -157,24 +234,55 @@ class StudentFile:
         lines = [line for line in self._log.read().decode(errors="replace").splitlines() if line.strip()]
         return lines[-1][:200] if lines else ""
 
-    def _receive(self, timeout: float, doing: str, note: str = "") -> tuple:
-        assert self._connection is not None
+    def _receive(self, timeout: float, doing: str, note: str = "", expect: type | None = None) -> tuple:
+        """The worker's next message ``(status, payload, modified, violations)``, unpickled with :func:`safe_loads`.
+
+        Raises :class:`StudentError` when the worker times out, dies (also while a child it forked keeps the socket
+        open), or sends a payload that is not plain data.
+        """
+        assert self._connection is not None and self._process is not None
         start = time.monotonic()
-        if not self._connection.poll(timeout):
-            self._timeouts += 1
-            self.close()
-            raise StudentError(f"timed out after {timeout:g} s {doing} ({note}an infinite loop, or far too slow?)")
+        while not self._connection.poll(min(0.05, max(0.0, start + timeout - time.monotonic()))):
+            if self._process.poll() is not None:
+                self._died(doing, start)
+            if time.monotonic() - start >= timeout:
+                self._timeouts += 1
+                self.close()
+                raise StudentError(f"timed out after {timeout:g} s {doing} ({note}an infinite loop, or far too slow?)")
         try:
-            return self._connection.recv()
+            data = self._connection.recv_bytes()
         except (EOFError, OSError):
-            code = self._process.wait(timeout=5) if self._process else None
-            tail = self._log_tail()
+            self._died(doing, start)
+        try:
+            message = safe_loads(data)
+        except UngradableResult as error:
+            raise StudentError(f"{doing}: returned an object that cannot be graded ({error})") from None
+        except Exception as error:  # a malformed message: the worker itself was tampered with
             self.close()
-            elapsed = time.monotonic() - start
-            raise StudentError(
-                f"the process running your code died {doing} after {elapsed:.1f} s (exit code {code})"
-                + (f": {tail}" if tail else "")
-            ) from None
+            raise StudentError(f"sent a message that cannot be read {doing} ({type(error).__name__})") from None
+        if not (isinstance(message, tuple) and len(message) == 4 and message[0] in ("ok", "error")):
+            self.close()
+            raise StudentError(f"sent a message that cannot be read {doing}")
+        if message[0] == "error" and not _is_error_info(message[1]):
+            message = ("error", {"type": "UnknownError", "message": "", "line": None}, [], message[3])
+        if expect is not None and message[0] == "ok" and not isinstance(message[1], expect):
+            raise StudentError(f"sent a message that cannot be read {doing}")
+        violations = message[3] if isinstance(message[3], list) else []
+        return message[0], message[1], message[2], [str(v) for v in violations]
+
+    def _died(self, doing: str, start: float) -> None:
+        assert self._process is not None
+        try:
+            code = self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        tail = self._log_tail()
+        self.close()
+        elapsed = time.monotonic() - start
+        raise StudentError(
+            f"the process running your code died {doing} (exit code {code}) after {elapsed:.1f} s"
+            + (f": {tail}" if tail else "")
+        )
 
     # ------------------------------------------------------------------ calls
     def _ensure_started(self) -> None:
@@ -190,7 +298,7 @@ class StudentFile:
         A call that changes one of its array arguments fails (inputs must never be modified), naming the argument.
         """
         self._ensure_started()
-        if function not in (self.functions or []):
+        if function not in [name for name in self.functions or [] if isinstance(name, str)]:
             raise StudentError(f"{self.path.name} does not define {function}()")
         signature = (function, *(_type_key(a) for a in args))
         timeout, note = self.timeout, ""
@@ -210,8 +318,14 @@ class StudentFile:
             raise ExerciseVerdict(self.verdict)
         if status == "error" and payload["type"] == "NotImplementedError":
             raise StudentError(f"{function}() is not implemented yet (it raises NotImplementedError)")
+        if status == "error" and payload["type"] == "UngradableResult":
+            raise StudentError(
+                f"{function}() returned an object that cannot be graded ({payload['message']}): return plain "
+                "numpy.ndarray / int / tuple values as the docstring says"
+            )
         if status == "error":
             raise StudentError(f"{function}() raised {_describe_error(payload)}")
+        modified = [i for i in modified if type(i) is int] if isinstance(modified, list) else []
         if modified:
             names = [argument_names[i] if i < len(argument_names) else f"argument {i + 1}" for i in modified]
             raise StudentError(
@@ -225,9 +339,9 @@ class StudentFile:
         self._ensure_started()
         assert self._connection is not None
         self._connection.send(("numba", None, None))
-        _, payload, _, violations = self._receive(self.timeout, "inspecting the module")
+        _, payload, _, violations = self._receive(self.timeout, "inspecting the module", expect=dict)
         self._forbid(violations)
-        return payload
+        return {str(k): v for k, v in payload.items() if type(v) is int}
 
 
 def _type_key(value: Any) -> tuple:
@@ -237,6 +351,10 @@ def _type_key(value: Any) -> tuple:
     if isinstance(value, tuple):
         return ("tuple", *(type(v).__name__ for v in value))
     return (type(value).__name__,)
+
+
+def _is_error_info(info: Any) -> bool:
+    return isinstance(info, dict) and all(isinstance(info.get(k, ""), str) for k in ("type", "message"))
 
 
 def _describe_error(info: dict) -> str:

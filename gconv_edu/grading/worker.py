@@ -1,6 +1,7 @@
 """The process that runs a student's file: imports it, then answers calls until its pipe closes.
 
-Started by :class:`gconv_edu.grading.sandbox.StudentFile` as ``python -I worker.py FD PATH FORBIDDEN PARENT_PID``, a
+Started by :class:`gconv_edu.grading.sandbox.StudentFile` as ``python -I worker.py FD PATH FORBIDDEN PARENT_PID
+STDERR_LIMIT``, in a session of its own, a
 plain script: it imports nothing of gconv_edu (a student file must not reach the reference implementation, and this
 process does not even have it loaded), and ``-I`` keeps the script's own folder off ``sys.path``.
 
@@ -11,6 +12,9 @@ Protocol (``multiprocessing.connection`` framing over one socket, pickled tuples
     -> ("call", function_name, args)            <- ("ok", result, modified_arg_positions, violations)
     -> ("numba", None, None)                    <- ("ok", {name: ran_signatures}, [], violations)
     <- ("error", {type, message, line, where})  on an exception in the student's code or an unpicklable result
+    <- ("error", {type: "UngradableResult", message: TYPE})  a result that is not plain data (see ``_ungradable``)
+The grader unpickles what comes back with an allow-list (NumPy arrays, scalars, dtypes, slices, builtin containers):
+the check here only gives a clearer message, the allow-list is what keeps a student's __reduce__ out of the grader.
 The first message the worker sends is the import report: ("ok", function_names, [], violations) or ("error", ...).
 """
 
@@ -68,6 +72,47 @@ def _modified(before: list, after: tuple) -> list[int]:
     return changed
 
 
+def _type_name(value) -> str:
+    kind = type(value)
+    module = kind.__module__
+    module = "numpy.ma" if module.startswith("numpy.ma") else "numpy" if module.startswith("numpy") else module
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
+def _ungradable(value, depth: int = 0) -> str | None:
+    """The type of the first part of a result that is not plain data (the grader unpickles nothing else), or None.
+
+    Plain: a numpy.ndarray (not a subclass such as a masked array), NumPy scalars, int, float, bool, str, None, and
+    slices, tuples and lists of them.
+    """
+    import numpy as np
+
+    kind = type(value)
+    if kind is np.ndarray:
+        return None if value.dtype.kind != "O" else _type_name(value) + " of Python objects"
+    if kind in (int, float, bool, complex, str, type(None)) or (
+        isinstance(value, np.generic) and kind.__module__ == "numpy" and value.dtype.kind != "O"
+    ):
+        return None
+    if kind is slice:
+        parts = (value.start, value.stop, value.step)
+    elif kind in (tuple, list) and depth < 10:
+        parts = value
+    else:
+        return _type_name(value)
+    return next((found for part in parts if (found := _ungradable(part, depth + 1))), None)
+
+
+def _limit_output(limit: int) -> None:
+    """Writes past ``limit`` bytes into a file (stderr is one) fail with OSError (Python ignores SIGXFSZ)."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    except (ImportError, ValueError, OSError):
+        pass  # not POSIX: stderr stays unbounded
+
+
 def _numba_report(module) -> dict[str, int]:
     """Module-level Numba dispatchers and how many signatures each has compiled so far."""
     report = {}
@@ -93,6 +138,7 @@ def _die_with_parent(parent: int) -> None:
 def main(argv: list[str]) -> None:
     fd, student_path, forbidden = int(argv[1]), argv[2], [name for name in argv[3].split(",") if name]
     _die_with_parent(int(argv[4]))
+    _limit_output(int(argv[5]))
     connection = Connection(fd)
     blocker = ForbiddenImportBlocker(forbidden, student_path)
     sys.meta_path.insert(0, blocker)
@@ -124,6 +170,11 @@ def main(argv: list[str]) -> None:
             connection.send(("error", _error(error, student_path), [], blocker.violations))
             continue
         modified = _modified(before, args)
+        odd = _ungradable(result)
+        if odd:
+            info = {"type": "UngradableResult", "message": odd, "line": None}
+            connection.send(("error", info, [], blocker.violations))
+            continue
         try:
             connection.send(("ok", result, modified, blocker.violations))
         except Exception:  # e.g. a generator or a lambda: pickling fails before anything is written
