@@ -301,8 +301,8 @@ def test_fork_and_exit_is_a_death_not_a_timeout_and_the_child_dies(tmp_path, mon
     results = grade([WRONG / "ex6_forks_and_exits.py"], timeout=2.0)
     tests = results["tests"]
     assert tests and all("died in channel_shuffle" in t["output"] and "(exit code 3)" in t["output"] for t in tests)
-    children = [int(pid) for pid in pids.read_text().split()]
-    assert children and not [pid for pid in children if _alive(pid)]
+    children = [int(pid) for pid in pids.read_text().split()]  # two per import: the worker restarts after each death
+    assert len(children) >= 2 and not [pid for pid in children if _alive(pid)]
 
 
 def _alive(pid: int) -> bool:

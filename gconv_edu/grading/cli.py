@@ -119,6 +119,7 @@ def _run_batch(batch: list[tuple[Path, str]], timeout: float | None, verbose: bo
         # Only this plugin, and none of the caller's pytest options (a PYTEST_ADDOPTS="-x" would stop grading early).
         env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
         env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        env["GCONV_EDU_GRADE_BATCH"] = "1"  # this pytest only grades: it may adopt its workers' orphans
         completed = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
         if verbose:
             print(completed.stdout + completed.stderr)

@@ -30,6 +30,43 @@ FORBIDDEN_MODULES = ("gconv_edu", "torch", "tensorflow", "jax")
 WORKER = Path(__file__).with_name("worker.py")
 
 
+WORKER_MARK = "GCONV_EDU_GRADING_WORKER"  # in each worker's environment: finds what it left behind
+_adopting = False  # set by adopt_orphans()
+
+
+def adopt_orphans() -> bool:
+    """Linux: make this process the parent of its descendants' orphans (PR_SET_CHILD_SUBREAPER), so that a process a
+    worker forked into a session of its own (beyond ``killpg``) is found and killed when the worker is closed.
+
+    Only for a process that does nothing but grade (``gconv-edu grade``'s pytest batches): orphans of any other
+    child it might have would become its zombies. True when it took effect.
+    """
+    global _adopting
+    try:
+        import ctypes
+
+        _adopting = ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # 36 = PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        _adopting = False
+    return _adopting
+
+
+def _kill_adopted(mark: str) -> None:
+    """Kill and reap this process's children carrying ``mark`` in their environment (a closed worker's orphans)."""
+    wanted, me = f"{WORKER_MARK}={mark}".encode(), os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent != me or wanted not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            os.kill(int(entry.name), signal.SIGKILL)
+            os.waitpid(int(entry.name), 0)
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+
+
 class GradingFailure(AssertionError):
     """A test failed; ``str(error)`` is the one-line feedback shown to the student."""
 
@@ -135,6 +172,7 @@ class StudentFile:
         self._log = tempfile.TemporaryFile()  # the worker's stderr: why it crashed, if it did
         self._seen_signatures: set[tuple] = set()
         self._timeouts = 0
+        self._mark = f"{os.getpid()}-{id(self)}-{time.monotonic_ns()}"
         self.last_call_seconds = 0.0  # how long the latest call took (hints that re-run code skip slow files)
         self._preflight()
 
@@ -184,7 +222,7 @@ class StudentFile:
                 stdout=subprocess.DEVNULL,  # a print in an infinite loop must not fill the disk
                 stderr=self._log,  # bounded by the worker's RLIMIT_FSIZE
                 cwd=str(self.path.parent),
-                env=_worker_environment(),
+                env={**_worker_environment(), WORKER_MARK: self._mark},
                 start_new_session=True,  # its own process group: close() kills whatever it forked too
             )
         finally:
@@ -223,6 +261,8 @@ class StudentFile:
                 self._process.kill()
             self._process.wait()
             self._process = None
+            if _adopting:
+                _kill_adopted(self._mark)
 
     def __del__(self) -> None:
         self.close()
