@@ -319,6 +319,12 @@ def test_stderr_of_the_student_code_is_bounded():
     assert shuffle and all("raised OSError" in t["output"] and "File too large" in t["output"] for t in shuffle)
 
 
+def test_a_batch_that_did_not_finish_is_not_graded():
+    results = grade([WRONG / "ex2_fakes_results.py"], timeout=5.0)
+    assert results["score"] == 0 and not results["exercises"] and not results["tests"]
+    assert len(results["errors"]) == 1 and "ex2_fakes_results.py: the grader failed (exit -9)" in results["errors"][0]
+
+
 def test_a_folder_grades_one_file_per_exercise(tmp_path):
     solution = (SOLUTIONS_DIR / "ex6_shuffle.py").read_text()
     for name in ("ex6_a.py", "ex6_b.py", "ex6_c.py"):

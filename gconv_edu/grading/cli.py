@@ -123,7 +123,10 @@ def _run_batch(batch: list[tuple[Path, str]], timeout: float | None, verbose: bo
         completed = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
         if verbose:
             print(completed.stdout + completed.stderr)
-        if not results_file.exists():
+        # pytest exits 0 (all passed) or 1 (some failed) after writing the results; anything else (killed by a
+        # signal, interrupted) means the file, if any, is not the plugin's own: e.g. student code that wrote a fake
+        # one and killed the batch process.
+        if completed.returncode not in (0, 1) or not results_file.exists():
             tail = (completed.stdout + completed.stderr).strip().splitlines()[-5:]
             names = ", ".join(path.name for path, _ in batch)
             return {"errors": [f"{names}: the grader failed (exit {completed.returncode}): {' | '.join(tail)}"]}
