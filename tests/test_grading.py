@@ -361,3 +361,16 @@ def test_gradescope_summary_counts_visible_tests_only():
         "tests": [test("6.1", 1.0, "visible"), test("6.2", 0.0, "visible"), test("6.3", 1.0, "after_published")],
     }
     assert gradescope(results)["output"] == "ex6_shuffle.py: 1 / 2 (visible tests)"
+
+
+def test_dying_or_raising_at_import_is_one_verdict(tmp_path):
+    (tmp_path / "ex6_dies.py").write_text("import os\n\nos._exit(3)\n")
+    (tmp_path / "ex1_raises.py").write_text("x = 1\nraise RuntimeError('at import')\n")
+    results = grade([tmp_path / "ex6_dies.py", tmp_path / "ex1_raises.py"])
+    verdicts = {Path(e["file"]).name: e["verdict"] for e in results["exercises"]}
+    assert (
+        "ex6_dies.py does not import: the process running your code died importing (exit code 3)"
+        in verdicts["ex6_dies.py"]
+    )
+    assert verdicts["ex1_raises.py"] == "ex1_raises.py does not import: RuntimeError: at import (line 2)"
+    assert all(t["score"] == 0 and "does not import" in t["output"] for t in results["tests"])
