@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..geometry import ConvGeometry
+from .im2col import pad
 
 DESCRIPTION = "textbook loops in Python (batch, group, filter, output row, output column)"
 
@@ -21,11 +22,6 @@ DESCRIPTION = "textbook loops in Python (batch, group, filter, output row, outpu
 def availability() -> str | None:
     """None: always available (NumPy only)."""
     return None
-
-
-def _pad(x: np.ndarray, geom: ConvGeometry) -> np.ndarray:
-    top, bottom, left, right = geom.padding
-    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
 
 
 def _window(geom: ConvGeometry, i: int, j: int) -> tuple[slice, slice]:
@@ -40,7 +36,7 @@ def forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geom: Co
 
     x: (N, C_in, H, W); weight: (C_out, C_in/G, kH, kW); bias: (C_out,) or None -> y: (N, C_out, H_out, W_out).
     """
-    xpad = _pad(x, geom)
+    xpad = pad(x, geom)  # zeros around: (N, C_in, H + top + bottom, W + left + right)
     y = np.zeros(geom.y_shape, dtype=x.dtype)
     cin_g, cout_g = geom.in_channels_per_group, geom.out_channels_per_group
     for n in range(geom.batch):
@@ -71,7 +67,7 @@ def backward(
     The sums are accumulated in float64 and cast back at the end: a running float32 sum over N*H_out*W_out terms
     loses digits (one term at a time), which the other backends avoid with pairwise or blocked sums.
     """
-    xpad = _pad(x, geom)
+    xpad = pad(x, geom)  # zeros around: (N, C_in, H + top + bottom, W + left + right)
     dxpad = np.zeros(xpad.shape)  # float64 accumulators
     dw = np.zeros(weight.shape)
     db = np.zeros(geom.out_channels)
