@@ -34,7 +34,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ import numpy as np
 
 from . import api
 from .backends import available_backends, backend_names, choose_auto, get_backend
+from .configs import CONFIG_FIELDS, NAMED_CONFIGS, QUICK_CONFIGS, LayerConfig, parse_config
 from .geometry import ConvGeometry
 
 PASSES = ("forward", "forward+backward")
@@ -51,78 +52,6 @@ DEFAULT_GPU_BACKENDS = ("cupy", "cupy-raw", "numba")
 # less), taking the cores from whoever runs next: measured, numba on resnext-g32 right after an im2col call took
 # 16.0 ms, 8.9 ms after a 0.2 s pause, 8.4 ms after itself. So every timed call waits this long first.
 DEFAULT_SETTLE_S = 0.25
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """One convolution to time: square kernel, same stride and padding on both axes (custom ones from the CLI)."""
-
-    name: str
-    batch: int
-    in_channels: int
-    out_channels: int
-    height: int
-    width: int
-    kernel: int
-    stride: int = 1
-    padding: int = 0
-    groups: int = 1
-
-    def geometry(self) -> ConvGeometry:
-        if not isinstance(self.groups, int) or self.groups < 1:  # before it divides C_in below
-            raise ValueError(f"groups={self.groups!r} must be a positive int (config {self.name})")
-        return ConvGeometry.from_shapes(
-            (self.batch, self.in_channels, self.height, self.width),
-            (self.out_channels, self.in_channels // self.groups, self.kernel, self.kernel),
-            (self.out_channels,),
-            self.stride,
-            self.padding,
-            1,
-            self.groups,
-        )
-
-
-NAMED_CONFIGS: dict[str, BenchConfig] = {
-    config.name: config
-    for config in (
-        BenchConfig("alexnet-conv2", 8, 96, 256, 27, 27, 5, 1, 2, 2),
-        BenchConfig("resnext-g32", 8, 128, 128, 56, 56, 3, 1, 1, 32),
-        BenchConfig("mobilenet-dw", 8, 64, 64, 112, 112, 3, 1, 1, 64),
-        BenchConfig("shufflenet-pw-g8", 8, 384, 384, 28, 28, 1, 1, 0, 8),
-        BenchConfig("dense-3x3", 8, 64, 64, 56, 56, 3, 1, 1, 1),
-    )
-}
-# --quick: the same five shapes of layer, shrunk so a test runs them in seconds.
-QUICK_CONFIGS: dict[str, BenchConfig] = {
-    config.name: config
-    for config in (
-        BenchConfig("alexnet-conv2-tiny", 2, 8, 16, 9, 9, 5, 1, 2, 2),
-        BenchConfig("resnext-g32-tiny", 2, 32, 32, 8, 8, 3, 1, 1, 8),
-        BenchConfig("mobilenet-dw-tiny", 2, 8, 8, 12, 12, 3, 1, 1, 8),
-        BenchConfig("shufflenet-pw-g8-tiny", 2, 16, 16, 6, 6, 1, 1, 0, 8),
-        BenchConfig("dense-3x3-tiny", 2, 8, 8, 8, 8, 3, 1, 1, 1),
-    )
-}
-CONFIG_FIELDS = "N,Cin,Cout,H,W,k,stride,pad,groups"
-
-
-def parse_config(text: str) -> BenchConfig:
-    """A named config, or ``"N,Cin,Cout,H,W,k,stride,pad,groups"`` (9 positive ints; pad may be 0), validated."""
-    if text in NAMED_CONFIGS:
-        return NAMED_CONFIGS[text]
-    parts = text.split(",")
-    if len(parts) != 9:
-        raise ValueError(
-            f"--config {text!r} must be a named config {sorted(NAMED_CONFIGS)} or 9 comma-separated ints "
-            f"{CONFIG_FIELDS}; got {len(parts)} fields"
-        )
-    try:
-        values = [int(part) for part in parts]
-    except ValueError:
-        raise ValueError(f"--config {text!r} must contain ints ({CONFIG_FIELDS})") from None
-    config = BenchConfig("custom-" + "-".join(parts), *values)
-    config.geometry()  # raises ValueError naming the offending parameter
-    return config
 
 
 # --------------------------------------------------------------------------- environment
@@ -198,7 +127,7 @@ def _arrays(geom: ConvGeometry, dtype: str, seed: int = 0) -> tuple[np.ndarray, 
     return tuple(rng.standard_normal(shape).astype(dtype) for shape in shapes)
 
 
-def _ours(name: str, config: BenchConfig, arrays: Sequence[Any], pass_: str) -> Callable[[], Any]:
+def _ours(name: str, config: LayerConfig, arrays: Sequence[Any], pass_: str) -> Callable[[], Any]:
     x, weight, bias, dy = arrays
     options = {"stride": config.stride, "padding": config.padding, "groups": config.groups, "backend": name}
     if pass_ == "forward":
@@ -211,7 +140,7 @@ def _ours(name: str, config: BenchConfig, arrays: Sequence[Any], pass_: str) -> 
     return forward_backward
 
 
-def _torch_peer(torch: Any, config: BenchConfig, arrays: Sequence[Any], pass_: str, device: str) -> Callable[[], Any]:
+def _torch_peer(torch: Any, config: LayerConfig, arrays: Sequence[Any], pass_: str, device: str) -> Callable[[], Any]:
     """PyTorch's conv2d on the same data; forward+backward = forward, then autograd for dx, dw and db."""
     x, weight, bias, dy = (torch.as_tensor(np.asarray(a), device=device) for a in arrays)
     leaves = [t.requires_grad_(pass_ != "forward") for t in (x, weight, bias)]
@@ -289,7 +218,7 @@ def roofline(geom: ConvGeometry, itemsize: int) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- the benchmark
-def _record(config: BenchConfig, pass_: str, contender: str, kind: str, device: str, **fields: Any) -> dict[str, Any]:
+def _record(config: LayerConfig, pass_: str, contender: str, kind: str, device: str, **fields: Any) -> dict[str, Any]:
     return {"config": config.name, "pass": pass_, "contender": contender, "kind": kind, "device": device, **fields}
 
 
@@ -305,7 +234,7 @@ def _summary(first: float, times: list[float], peak: int | None) -> dict[str, An
 
 
 def run_benchmark(
-    configs: Sequence[BenchConfig | str],
+    configs: Sequence[LayerConfig | str],
     backends: Sequence[str],
     peers: Sequence[str] = ("torch",),
     passes: Sequence[str] = PASSES,

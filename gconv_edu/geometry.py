@@ -3,10 +3,19 @@
 Every backend receives a :class:`ConvGeometry`; none re-derives a shape on its own.
 This module imports nothing from the rest of the package (it is the bottom of the stack).
 
-Output size (the one formula used everywhere)::
+Every index rule lives here: output sizes (direct and transposed), pad widths, the interior crop, the input window
+of an output pixel and the input slice of a kernel tap. Output size (the one formula used everywhere)::
 
-    H_out = (H + pad_top + pad_bottom - dilation_h * (kH - 1) - 1) // stride_h + 1
-    W_out = (W + pad_left + pad_right - dilation_w * (kW - 1) - 1) // stride_w + 1
+    H_out = (H + pad_top + pad_bottom - dil_h * (kH - 1) - 1) // sh + 1
+    W_out = (W + pad_left + pad_right - dil_w * (kW - 1) - 1) // sw + 1
+
+Glossary (the one vocabulary of every backend, kernel and lesson; DESIGN.md has the same list):
+
+    N batch, G groups, C_in / C_out channels, in_per_group = C_in/G, out_per_group = C_out/G,
+    kH, kW kernel size, H_out, W_out output size, (oh, ow) output pixel, k filter (output channel),
+    c channel within the group, ci = g*in_per_group + c absolute input channel, g group,
+    (p, q) kernel tap, stride (sh, sw), dilation (dil_h, dil_w), padding pad_top, pad_bottom, pad_left, pad_right,
+    gradients dy (upstream), dx, dw, db.
 """
 
 from __future__ import annotations
@@ -18,30 +27,60 @@ IntPair = int | tuple[int, int]
 Padding = int | tuple[int, int] | str
 
 
+# Index arithmetic (Numba's int64, CUDA's 64-bit path, NumPy's intp) must hold every product of these: a value at or
+# above this is refused up front, naming the parameter, instead of wrapping around inside a kernel.
+MAX_INDEX = 2**62
+
+
 def conv_output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int, dilation: int) -> int:
     """Output length along one axis: ``(size + pads - dilation*(kernel-1) - 1) // stride + 1``."""
     return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _is_int(value: object) -> bool:
-    # bool is an int subclass, but stride=True is a bug, not a request for stride 1.
+def conv_transpose_output_size(
+    size: int, kernel: int, stride: int, padding: int, output_padding: int, dilation: int
+) -> int:
+    """Transposed convolution's output length along one axis (the inverse of :func:`conv_output_size`):
+
+    ``(size - 1)*stride - 2*padding + dilation*(kernel - 1) + output_padding + 1``.
+    """
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+
+
+def is_int(value: object) -> bool:
+    """An integer that is not a bool (``stride=True`` is a bug, not a request for stride 1)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _pair(name: str, value: object, minimum: int) -> tuple[int, int]:
-    """Normalise an int or an (h, w) pair of ints, each >= ``minimum``."""
-    if _is_int(value):
+def _in_range(name: str, shown: object, number: int, minimum: int, expected: str = "") -> None:
+    if number < minimum:
+        raise ValueError(f"{name}={shown!r} must be {expected or f'>= {minimum}'}")
+    if number >= MAX_INDEX:
+        raise ValueError(f"{name}={shown!r} must be < 2**62 (the index arithmetic of every backend holds 63 bits)")
+
+
+def positive_int(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum`` (and < 2**62), else TypeError/ValueError naming ``name``."""
+    if not is_int(value):
+        raise TypeError(f"{name}={value!r} must be an int >= {minimum}; got {type(value).__name__}")
+    _in_range(name, value, int(value), minimum, "a positive int (>= 1)" if minimum == 1 else "")
+    return int(value)
+
+
+def pair(name: str, value: object, minimum: int = 1) -> tuple[int, int]:
+    """Normalise an int or an (h, w) pair of ints, each >= ``minimum`` (and < 2**62), naming ``name`` if not."""
+    if is_int(value):
         items = (int(value), int(value))
     elif isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name}={value!r} must be an int or an (h, w) pair; got {len(value)} values")
-        if not all(_is_int(v) for v in value):
+        if not all(is_int(v) for v in value):
             raise TypeError(f"{name}={value!r} must contain ints; got types {[type(v).__name__ for v in value]}")
         items = (int(value[0]), int(value[1]))
     else:
         raise TypeError(f"{name}={value!r} must be an int or an (h, w) pair of ints; got {type(value).__name__}")
-    if min(items) < minimum:
-        raise ValueError(f"{name}={value!r} must be >= {minimum}")
+    for item in items:
+        _in_range(name, value, item, minimum)
     return items
 
 
@@ -91,13 +130,9 @@ class ConvGeometry:
         """
         n, c_in, h, w = _shape("x", x_shape, 4)
         c_out, c_in_per_group, k_h, k_w = _shape("weight", weight_shape, 4)
-        if not _is_int(groups):
-            raise TypeError(f"groups={groups!r} must be a positive int; got {type(groups).__name__}")
-        groups = int(groups)
-        if groups < 1:
-            raise ValueError(f"groups={groups} must be a positive int (>= 1)")
-        stride_hw = _pair("stride", stride, 1)
-        dilation_hw = _pair("dilation", dilation, 1)
+        groups = positive_int("groups", groups)
+        stride_hw = pair("stride", stride, 1)
+        dilation_hw = pair("dilation", dilation, 1)
         if min(n, c_in, h, w) < 1:
             raise ValueError(f"x.shape={tuple(x_shape)} must have every dimension >= 1")
         if min(c_out, c_in_per_group, k_h, k_w) < 1:
@@ -121,6 +156,80 @@ class ConvGeometry:
                 f"the output would be {geometry.out_h}x{geometry.out_w}"
             )
         return geometry
+
+    @classmethod
+    def from_layer(
+        cls,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntPair,
+        stride: IntPair = 1,
+        padding: Padding = 0,
+        dilation: IntPair = 1,
+        groups: int = 1,
+        bias: bool = True,
+        *,
+        batch: int = 1,
+        height: int | None = None,
+        width: int | None = None,
+    ) -> ConvGeometry:
+        """The geometry of a layer's hyper-parameters (as ``nn.Conv2d`` takes them), validated with no input at hand.
+
+        ``height``/``width`` default to the smallest input the layer accepts (one output pixel per axis at least),
+        so a layer can be checked when it is built; pass the real sizes to get the real output shape.
+        Shapes: x (batch, in_channels, height, width); weight (out_channels, in_channels // groups, kH, kW).
+        """
+        in_channels = positive_int("in_channels", in_channels)
+        out_channels = positive_int("out_channels", out_channels)
+        groups = positive_int("groups", groups)
+        if in_channels % groups:
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels}")
+        if out_channels % groups:
+            raise ValueError(f"groups={groups} must divide out_channels={out_channels}")
+        k_h, k_w = pair("kernel_size", kernel_size, 1)
+        dil_h, dil_w = pair("dilation", dilation, 1)
+        pads = _padding(padding, pair("stride", stride, 1), (dil_h, dil_w), (k_h, k_w))
+        smallest = (
+            max(1, dil_h * (k_h - 1) + 1 - pads[0] - pads[1]),
+            max(1, dil_w * (k_w - 1) + 1 - pads[2] - pads[3]),
+        )
+        size = (smallest[0] if height is None else height, smallest[1] if width is None else width)
+        return cls.from_shapes(
+            (batch, in_channels, *size),
+            (out_channels, in_channels // groups, k_h, k_w),
+            (out_channels,) if bias else None,
+            stride,
+            padding,
+            dilation,
+            groups,
+        )
+
+    # ----------------------------------------------------------------- index rules
+    @property
+    def pad_widths(self) -> tuple[tuple[int, int], ...]:
+        """``xp.pad(x, geom.pad_widths)``: (N, C, H, W) -> (N, C, H + pad_top + pad_bottom, W + pad_left + pad_right)."""  # noqa: E501
+        pad_top, pad_bottom, pad_left, pad_right = self.padding
+        return ((0, 0), (0, 0), (pad_top, pad_bottom), (pad_left, pad_right))
+
+    @property
+    def interior(self) -> tuple[slice, slice, slice, slice]:
+        """``xpad[geom.interior]``: the unpadded (N, C, H, W) part of a padded array (drops the padding's gradient)."""
+        pad_top, _, pad_left, _ = self.padding
+        return (slice(None), slice(None), slice(pad_top, pad_top + self.height), slice(pad_left, pad_left + self.width))
+
+    def window(self, oh: int, ow: int) -> tuple[slice, slice]:
+        """Rows and columns of the padded input that output pixel (oh, ow) reads: kH x kW taps, dilation included."""
+        (sh, sw), (dil_h, dil_w) = self.stride, self.dilation
+        extent_h, extent_w = self.dilated_kernel
+        return slice(oh * sh, oh * sh + extent_h, dil_h), slice(ow * sw, ow * sw + extent_w, dil_w)
+
+    def tap(self, p: int, q: int) -> tuple[slice, slice]:
+        """Rows and columns of the padded input that kernel tap (p, q) reads for every output pixel: H_out x W_out."""
+        (sh, sw), (dil_h, dil_w) = self.stride, self.dilation
+        return (
+            slice(p * dil_h, p * dil_h + sh * (self.out_h - 1) + 1, sh),
+            slice(q * dil_w, q * dil_w + sw * (self.out_w - 1) + 1, sw),
+        )
 
     # ----------------------------------------------------------------- derived sizes
     @property
@@ -240,5 +349,5 @@ def _padding(
                 sides += [total // 2, total - total // 2]
             return (sides[0], sides[1], sides[2], sides[3])
         raise ValueError(f"padding={padding!r} must be an int, an (h, w) pair, 'valid' or 'same'")
-    pad_h, pad_w = _pair("padding", padding, 0)
+    pad_h, pad_w = pair("padding", padding, 0)
     return (pad_h, pad_h, pad_w, pad_w)

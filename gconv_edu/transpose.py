@@ -24,16 +24,9 @@ from typing import Any
 
 from .api import _check_arrays, conv2d, conv2d_backward
 from .arrays import array_module
-from .geometry import ConvGeometry, IntPair, _is_int, _pair
+from .geometry import ConvGeometry, IntPair, conv_transpose_output_size, pair, positive_int
 
 __all__ = ["conv_transpose2d", "conv_transpose2d_backward", "conv_transpose_output_size"]
-
-
-def conv_transpose_output_size(
-    size: int, kernel: int, stride: int, padding: int, output_padding: int, dilation: int
-) -> int:
-    """Output length along one axis: ``(size - 1)*stride - 2*padding + dilation*(kernel - 1) + output_padding + 1``."""
-    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
 
 def _adjoint_geometry(
@@ -43,8 +36,8 @@ def _adjoint_geometry(
     stride: IntPair,
     padding: IntPair,
     output_padding: IntPair,
-    dilation: IntPair,
     groups: int,
+    dilation: IntPair,
 ) -> tuple[ConvGeometry, tuple[int, int]]:
     """Validate a transposed convolution; return the geometry of its adjoint convolution and the (H, W) of x.
 
@@ -54,10 +47,7 @@ def _adjoint_geometry(
         raise ValueError(f"x must be 4-D (N, C_in, H, W); got shape {tuple(x_shape)}")
     if len(weight_shape) != 4:
         raise ValueError(f"weight must be 4-D (C_in, C_out // groups, kH, kW); got shape {tuple(weight_shape)}")
-    if not _is_int(groups):
-        raise TypeError(f"groups={groups!r} must be a positive int; got {type(groups).__name__}")
-    if groups < 1:
-        raise ValueError(f"groups={groups} must be a positive int (>= 1)")
+    groups = positive_int("groups", groups)
     n, c_in, h, w = (int(s) for s in x_shape)
     w_in, out_per_group, k_h, k_w = (int(s) for s in weight_shape)
     if w_in != c_in:
@@ -71,8 +61,8 @@ def _adjoint_geometry(
         raise ValueError(f"bias.shape={tuple(bias_shape)} must be (C_out,) = ({c_out},) = (weight.shape[1] * groups,)")
     if isinstance(padding, str):
         raise ValueError(f"padding={padding!r} must be an int or an (h, w) pair for a transposed convolution")
-    stride_hw, dilation_hw = _pair("stride", stride, 1), _pair("dilation", dilation, 1)
-    pad_hw, out_pad_hw = _pair("padding", padding, 0), _pair("output_padding", output_padding, 0)
+    stride_hw, dilation_hw = pair("stride", stride, 1), pair("dilation", dilation, 1)
+    pad_hw, out_pad_hw = pair("padding", padding, 0), pair("output_padding", output_padding, 0)
     for axis in range(2):
         if out_pad_hw[axis] >= max(stride_hw[axis], dilation_hw[axis]):
             raise ValueError(
@@ -116,11 +106,14 @@ def conv_transpose2d(
     stride: IntPair = 1,
     padding: IntPair = 0,
     output_padding: IntPair = 0,
-    dilation: IntPair = 1,
     groups: int = 1,
+    dilation: IntPair = 1,
     backend: str | None = None,
 ) -> Any:
     """Grouped transposed convolution ("deconvolution"), NCHW, as ``torch.nn.functional.conv_transpose2d``.
+
+    Positional arguments in torch's order: ``(x, weight, bias, stride, padding, output_padding, groups, dilation)``
+    (note ``groups`` before ``dilation`` here, unlike :func:`gconv_edu.conv2d`, exactly as in PyTorch).
 
     Inputs:
         x: (N, C_in, H, W), float32 or float64
@@ -138,7 +131,7 @@ def conv_transpose2d(
     """
     _check_arrays(x=x, weight=weight, bias=bias)
     geom, _ = _adjoint_geometry(
-        x.shape, weight.shape, None if bias is None else bias.shape, stride, padding, output_padding, dilation, groups
+        x.shape, weight.shape, None if bias is None else bias.shape, stride, padding, output_padding, groups, dilation
     )
     options = _adjoint_options(geom, backend)
     x_padded = _pad_to(x, geom.out_h, geom.out_w)  # (N, C_in, H', W'): the adjoint convolution's output shape
@@ -156,22 +149,22 @@ def conv_transpose2d_backward(
     stride: IntPair = 1,
     padding: IntPair = 0,
     output_padding: IntPair = 0,
-    dilation: IntPair = 1,
     groups: int = 1,
+    dilation: IntPair = 1,
     backend: str | None = None,
 ) -> tuple[Any, Any, Any]:
     """Gradients of a loss through :func:`conv_transpose2d`, given ``dy = dL/dy``.
 
     Inputs:
         dy: (N, C_out, H_out, W_out); x: (N, C_in, H, W); weight: (C_in, C_out // groups, kH, kW); one dtype.
-        stride, padding, output_padding, dilation, groups, backend: as in :func:`conv_transpose2d`.
+        stride, padding, output_padding, groups, dilation, backend: as in :func:`conv_transpose2d`.
     Returns:
         dx: (N, C_in, H, W) = conv2d(dy, weight) (cropped to H x W),
         dw: (C_in, C_out // groups, kH, kW) = the convolution's weight gradient with x and dy swapped,
         db: (C_out,) = dy summed over N, H_out, W_out (always returned).
     """
     _check_arrays(dy=dy, x=x, weight=weight)
-    geom, (h, w) = _adjoint_geometry(x.shape, weight.shape, None, stride, padding, output_padding, dilation, groups)
+    geom, (h, w) = _adjoint_geometry(x.shape, weight.shape, None, stride, padding, output_padding, groups, dilation)
     if tuple(dy.shape) != geom.x_shape:
         raise ValueError(f"dy.shape={tuple(dy.shape)} must be the output shape {geom.x_shape} (N, C_out, H_out, W_out)")
     options = _adjoint_options(geom, backend)

@@ -17,10 +17,10 @@ import os
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import check, close
 
 import gconv_edu as gc
 from gconv_edu import viz
+from gconv_edu.course import check, close
 from gconv_edu.geometry import conv_output_size
 
 # Lessons 1-6 are about WHAT is computed: calls that name no backend use im2col (NumPy + BLAS, nothing to compile).

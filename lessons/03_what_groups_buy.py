@@ -14,17 +14,15 @@
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import check
 
 import gconv_edu as gc
 from gconv_edu import viz
-from gconv_edu.bench import NAMED_CONFIGS
+from gconv_edu.configs import layer_table
+from gconv_edu.course import check
 
 FLOAT32 = 4  # bytes
 
-NAMED = {  # name: (C_in, C_out, k, padding, G, H=W) of the layers `gconv-edu bench` times (batch 8 there)
-    name: (c.in_channels, c.out_channels, c.kernel, c.padding, c.groups, c.height) for name, c in NAMED_CONFIGS.items()
-}
+NAMED = layer_table()  # name: (C_in, C_out, k, padding, G, H=W) of the layers `gconv-edu bench` times (batch 8)
 BATCH = 8
 
 

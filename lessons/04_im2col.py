@@ -18,12 +18,12 @@ import os
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import check, close
 
 import gconv_edu as gc
 from gconv_edu import viz
 from gconv_edu.backends import im2col as im2col_backend
-from gconv_edu.bench import NAMED_CONFIGS
+from gconv_edu.configs import layer_table
+from gconv_edu.course import check, close
 from gconv_edu.groups import block_diagonal_weight
 
 # Lessons 1-6 are about WHAT is computed: calls that name no backend use im2col (NumPy + BLAS, nothing to compile).
@@ -154,9 +154,7 @@ viz.save(fig, "04_im2col_gemm.png")
 # `batch_chunk` says how many images a chunk holds.
 
 # %%
-NAMED = {  # name: (C_in, C_out, k, padding, G, H=W) of the layers `gconv-edu bench` times (batch 8 there)
-    name: (c.in_channels, c.out_channels, c.kernel, c.padding, c.groups, c.height) for name, c in NAMED_CONFIGS.items()
-}
+NAMED = layer_table()  # name: (C_in, C_out, k, padding, G, H=W) of the layers `gconv-edu bench` times (batch 8)
 names, input_mib, workspace_mib = [], [], []
 for name, (ci, co, kk, pad, g, hw) in NAMED.items():
     geo = gc.ConvGeometry.from_shapes((8, ci, hw, hw), (co, ci // g, kk, kk), padding=pad, groups=g)

@@ -21,12 +21,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import best_seconds, check, close
 
 import gconv_edu as gc
 from gconv_edu import viz
-from gconv_edu.bench import NAMED_CONFIGS
 from gconv_edu.cli import thread_counts
+from gconv_edu.configs import layer_table
+from gconv_edu.course import best_seconds, check, close
 
 FAST = viz.fast_mode()
 rng = np.random.default_rng(0)
@@ -84,9 +84,7 @@ for name, seconds in tiny_times.items():
 # kernel's, not the copies'. `gconv-edu bench` does this properly (medians, forward+backward, memory).
 
 # %%
-NAMED = {  # name: (C_in, C_out, k, padding, G, H=W) of the layers `gconv-edu bench` times (batch 8 there)
-    name: (c.in_channels, c.out_channels, c.kernel, c.padding, c.groups, c.height) for name, c in NAMED_CONFIGS.items()
-}
+NAMED = layer_table()  # name: (C_in, C_out, k, padding, G, H=W) of the layers `gconv-edu bench` times (batch 8)
 batch, repeats = (1, 1) if FAST else (2, 7)
 
 

@@ -22,11 +22,11 @@ import time
 import matplotlib.pyplot as plt
 import numba
 import numpy as np
-from _common import best_seconds, check, close
 from threadpoolctl import threadpool_limits
 
 import gconv_edu as gc
 from gconv_edu import viz
+from gconv_edu.course import best_seconds, check, close
 from gconv_edu.groups import group_slices
 
 FAST = viz.fast_mode()

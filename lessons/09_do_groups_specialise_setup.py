@@ -19,10 +19,10 @@
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import check, close
 
 import gconv_edu as gc
 from gconv_edu import viz
+from gconv_edu.course import check, close
 from gconv_edu.data import make_images
 from gconv_edu.groups import block_diagonal_weight
 

@@ -26,11 +26,11 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import check, close, median_seconds
 from threadpoolctl import threadpool_limits
 
 import gconv_edu as gc
 from gconv_edu import nn, viz
+from gconv_edu.course import check, close, median_seconds
 from gconv_edu.data import CLASS_NAMES, make_dataset
 
 # These layers are tiny (GEMMs of a few hundred rows): BLAS threads cost more than they give, and on a shared 2-core

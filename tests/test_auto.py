@@ -13,7 +13,7 @@ from gconv_edu.backends import (
     choose_auto,
     cpu_auto_choice,
 )
-from gconv_edu.bench import NAMED_CONFIGS
+from gconv_edu.configs import NAMED_CONFIGS
 from gconv_edu.geometry import ConvGeometry
 
 # The choice the measurements behind AUTO_RULE give (C_in/G * kH * kW in brackets).

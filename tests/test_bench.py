@@ -8,7 +8,8 @@ import pytest
 
 from gconv_edu import bench
 from gconv_edu.backends import choose_auto
-from gconv_edu.bench import NAMED_CONFIGS, QUICK_CONFIGS, BenchConfig, parse_config, roofline, run_benchmark
+from gconv_edu.bench import roofline, run_benchmark
+from gconv_edu.configs import NAMED_CONFIGS, QUICK_CONFIGS, LayerConfig, parse_config
 
 TINY = QUICK_CONFIGS["resnext-g32-tiny"]
 
@@ -24,7 +25,7 @@ def test_named_configs_are_the_issue_s():
 def test_parse_config():
     assert parse_config("dense-3x3") is NAMED_CONFIGS["dense-3x3"]
     config = parse_config("2,8,16,10,12,3,2,1,4")
-    assert config == BenchConfig("custom-2-8-16-10-12-3-2-1-4", 2, 8, 16, 10, 12, 3, 2, 1, 4)
+    assert config == LayerConfig("custom-2-8-16-10-12-3-2-1-4", 2, 8, 16, 10, 12, 3, 2, 1, 4)
     assert config.geometry().y_shape == (2, 16, 5, 6)  # (10 + 2 - 3) // 2 + 1 = 5, (12 + 2 - 3) // 2 + 1 = 6
 
 

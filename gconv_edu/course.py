@@ -1,7 +1,7 @@
 """Tiny helpers the lessons share: a printed, asserted check, and timers.
 
-Lessons import them as ``from _common import check, median_seconds``: the lesson's own folder is on ``sys.path`` both
-when run as ``python lessons/NN_name.py`` and when opened as a notebook from ``lessons/``.
+Lessons import them as ``from gconv_edu.course import check, median_seconds``: they live in the package, not beside
+the lessons, so that a lesson copied alone into any folder (or opened as a notebook there) still runs.
 """
 
 from __future__ import annotations
