@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,3 +49,14 @@ def best_seconds(function: Callable[[], Any], repeats: int = 5, warmup: int = 1)
     scheduler tick, ~4 ms), so the minimum is the least disturbed estimate of what the hardware does.
     """
     return float(np.min(call_seconds(function, repeats, warmup)))
+
+
+def lessons_dir() -> Path:
+    """The lesson scripts (and ``exercises/`` with the stubs): ``lessons/`` of a checkout when this package is one
+    (``pip install -e .``), else the copy that the wheel ships as package data (``gconv_edu/_lessons``, made from the
+    checkout's ``lessons/`` at build time: there is one hand-kept source)."""
+    package = Path(__file__).resolve().parent
+    checkout = package.parent / "lessons"
+    if (package.parent / "pyproject.toml").is_file() and checkout.is_dir():
+        return checkout
+    return package / "_lessons"
