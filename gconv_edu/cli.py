@@ -11,32 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+from .machine import thread_counts
+
 
 def _version(distribution: str) -> str:
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
-
-
-def thread_counts() -> dict[str, object]:
-    """Threads each engine will use: Numba's pool, the BLAS pools (threadpoolctl), torch's if imported."""
-    counts: dict[str, object] = {"cpu_count": os.cpu_count()}
-    try:
-        import numba
-
-        counts["numba"] = numba.get_num_threads()
-    except ImportError:
-        counts["numba"] = "not installed"
-    try:
-        from threadpoolctl import threadpool_info
-
-        from .bench import blas_pools
-
-        counts["blas"] = blas_pools(threadpool_info())
-    except ImportError:
-        counts["blas"] = "threadpoolctl not installed"
-    return counts
 
 
 def info() -> int:
