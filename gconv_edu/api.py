@@ -16,6 +16,7 @@ import numpy as np
 
 from .arrays import is_gpu_array
 from .backends import AUTO, Backend, check_backend_name, choose_auto, get_backend
+from .compile_notice import numba_compile_notice
 from .geometry import ConvGeometry, IntPair, Padding
 
 __all__ = ["conv2d", "conv2d_backward", "current_backend_name", "resolve_backend", "use_backend"]
@@ -90,6 +91,8 @@ def _run_on_device(backend: Backend, on_gpu: bool, function: Any, *arrays: Any) 
             f"backend={backend.name!r} runs on the CPU but the arrays are CuPy arrays; "
             "use a GPU backend ('cupy', 'cupy-raw', 'auto') or pass NumPy arrays"
         )
+    if backend.name == "numba":
+        numba_compile_notice()  # once per process, and only when the kernels' disk cache is cold
     if backend.device == "gpu" and not on_gpu:
         import cupy
 

@@ -6,6 +6,7 @@ the lessons, so that a lesson copied alone into any folder (or opened as a noteb
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +50,17 @@ def best_seconds(function: Callable[[], Any], repeats: int = 5, warmup: int = 1)
     scheduler tick, ~4 ms), so the minimum is the least disturbed estimate of what the hardware does.
     """
     return float(np.min(call_seconds(function, repeats, warmup)))
+
+
+def default_figures_dir() -> Path:
+    """Where figures go (not created here): ``$GCONV_FIGURES_DIR``, else ``figures/`` at the root of a checkout
+    (``pip install -e .``: the committed figures a reader of the repository sees), else ``./figures`` of the current
+    directory (an installed copy never writes into site-packages)."""
+    override = os.environ.get("GCONV_FIGURES_DIR")
+    if override:
+        return Path(override)
+    root = Path(__file__).resolve().parents[1]
+    return (root if (root / "pyproject.toml").is_file() else Path.cwd()) / "figures"
 
 
 def lessons_dir() -> Path:

@@ -2,7 +2,8 @@
 
 The palette is Okabe and Ito's (2008), safe for the common forms of colour blindness; with more than eight groups
 the colours repeat (neighbouring groups still differ). Figures go to ``$GCONV_FIGURES_DIR``, or ``figures/`` at the
-repository root when it is unset; ``$GCONV_LESSONS_FAST`` asks lessons for smaller sizes (the tests set it).
+repository root of a checkout when it is unset (``./figures`` for an installed copy); ``$GCONV_LESSONS_FAST``
+asks lessons for smaller sizes (the tests set it). In a Jupyter kernel :func:`save` also shows each figure inline.
 
 Everything here only draws: the numbers come from :mod:`gconv_edu.groups` and :class:`gconv_edu.ConvGeometry`.
 """
@@ -10,6 +11,7 @@ Everything here only draws: the numbers come from :mod:`gconv_edu.groups` and :c
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Patch, Rectangle
 
+from .course import default_figures_dir
 from .groups import group_of_channel
 
 # Okabe-Ito, reordered so that the first colours are the most distinct on white (yellow is last but one).
@@ -31,12 +34,7 @@ NEUTRAL = "#9A9A9A"  # things that belong to no group (shuffles, dense layers, r
 def figures_dir() -> Path:
     """``$GCONV_FIGURES_DIR``, else ``figures/`` at the repository root of a checkout (``pip install -e .``), else
     ``figures/`` in the current directory (an installed copy must not write into site-packages). Created if missing."""
-    override = os.environ.get("GCONV_FIGURES_DIR")
-    if override:
-        folder = Path(override)
-    else:
-        root = Path(__file__).resolve().parents[1]
-        folder = (root if (root / "pyproject.toml").is_file() else Path.cwd()) / "figures"
+    folder = default_figures_dir()
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -46,12 +44,29 @@ def fast_mode() -> bool:
     return os.environ.get("GCONV_LESSONS_FAST", "") not in ("", "0")
 
 
+def in_notebook_kernel() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, Notebook, VS Code, nbclient): IPython is running and has a kernel."""
+    ipython = sys.modules.get("IPython")  # never imported here: a plain script has no IPython to ask
+    if ipython is None:
+        return False
+    shell = ipython.get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
 def save(fig: Any, name: str, dpi: int = 110) -> Path:
-    """Write ``fig`` as ``figures_dir()/name`` (a .png), close it, print and return the path."""
+    """Write ``fig`` as ``figures_dir()/name`` (a .png), show it inline in a notebook, close it; return the path.
+
+    In a Jupyter kernel the figure is displayed before it is closed, so every saved figure also shows in the notebook
+    (closing it first would leave the cell without an image); in a script it is only written.
+    """
     if not name.endswith(".png"):
         raise ValueError(f"name={name!r} must end with '.png'")
     path = figures_dir() / name
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    if in_notebook_kernel():
+        from IPython.display import display
+
+        display(fig)
     plt.close(fig)
     print(f"[figure] {path}")
     return path
