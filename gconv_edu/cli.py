@@ -237,9 +237,10 @@ def course_command(args: argparse.Namespace) -> int:
     print(f"copied {len(lessons)} lessons and {len(files) - len(lessons)} exercise files into {target}")
     if notebooks:
         print(f"wrote {len(notebooks)} notebooks beside them")
-    first = lessons[0] if lessons else "01_...py"
-    print(f"next: cd {target} && python {first}   (figures go to ./figures)")
-    print("      edit exercises/ex1_groups.py, then: gconv-edu grade exercises/ex1_groups.py")
+    stubs = sorted(f.as_posix() for f in files if f.name.startswith("ex") and f.suffix == ".py")
+    print(f"next: cd {target} && python {lessons[0] if lessons else '01_*.py'}   (figures go to ./figures)")
+    if stubs:
+        print(f"      edit {stubs[0]}, then: gconv-edu grade {stubs[0]}")
     return 0
 
 
