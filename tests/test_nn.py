@@ -161,7 +161,7 @@ def test_conv_layer_uses_fan_in_of_its_group():
 @pytest.mark.parametrize(
     ("make", "error", "message"),
     [
-        (lambda: nn.Conv2d(6, 4, 3, groups=4), ValueError, "groups=4 must divide C_in=6"),
+        (lambda: nn.Conv2d(6, 4, 3, groups=4), ValueError, "groups=4 must divide in_channels=6"),
         (lambda: nn.Conv2d(4, 4, 3, groups=2.0), TypeError, "groups=2.0"),
         (lambda: nn.Conv2d(4, 4, 0), ValueError, "kernel_size=0"),
         (lambda: nn.Conv2d(4, 4, 3, stride=0), ValueError, "stride=0"),
@@ -187,3 +187,88 @@ def test_bad_inputs_are_rejected():
         nn.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 3]))
     with pytest.raises(ValueError, match="labels must be an int array"):
         nn.softmax_cross_entropy(np.zeros((2, 3)), np.array([0.0, 1.0]))
+
+
+# --------------------------------------------------------------------------- construction validated by geometry
+def test_conv_layer_is_validated_without_a_fake_input():
+    # The hyper-parameters are checked by ConvGeometry.from_layer, which needs no input: a kernel wider than any
+    # made-up input is a valid layer (it used to be refused against a fake 4096 x 4096 input).
+    layer = nn.Conv2d(1, 2, (1, 4097), rng=0)
+    assert layer.weight.value.shape == (2, 1, 1, 4097)
+    y = layer.forward(np.ones((1, 1, 1, 4097), dtype=np.float32))
+    assert y.shape == (1, 2, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda: nn.Conv2d(4, 6, 3, groups=4), ValueError, "groups=4 must divide out_channels=6"),
+        (lambda: nn.Conv2d(4, 4, 3, stride=2, padding="same"), ValueError, "padding='same' needs stride 1"),
+        (lambda: nn.Conv2d(4, 4, 3, padding=-1), ValueError, "padding=-1"),
+        (lambda: nn.Conv2d(4, 4, 3, dilation=(1, 0)), ValueError, r"dilation=\(1, 0\)"),
+        (lambda: nn.Conv2d(4, 4, 3, bias=1), TypeError, "bias=1 must be a bool"),
+        (lambda: nn.Conv2d(4, 4, 3, dtype=np.int32), TypeError, "dtype=int32 must be float32 or float64"),
+        (lambda: nn.Linear(3, 2, bias="yes"), TypeError, "bias='yes' must be a bool"),
+        (lambda: nn.BatchNorm2d(4, eps=float("nan")), ValueError, "eps=nan"),
+        (lambda: nn.BatchNorm2d(4, momentum=float("nan")), ValueError, "momentum=nan"),
+        (lambda: nn.AvgPool2d(True), TypeError, "kernel_size=True"),
+        (lambda: nn.ChannelShuffle(2**62), ValueError, "groups=4611686018427387904 must be < 2"),
+    ],
+)
+def test_bad_hyper_parameters_name_the_parameter(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+# --------------------------------------------------------------------------- non-finite values, as torch
+SPECIAL_X = np.array([-np.inf, -1.0, -0.0, 0.0, 1.0, np.inf, np.nan, np.nan, -2.0, 3.0])
+SPECIAL_DY = np.array([1.0, np.inf, np.nan, -np.inf, np.nan, 2.0, 5.0, np.nan, np.nan, np.inf])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_on_non_finite_values(dtype):
+    x, dy = SPECIAL_X.astype(dtype), SPECIAL_DY.astype(dtype)
+    layer = nn.ReLU()
+    y = layer.forward(x)
+    dx = layer.backward(dy)
+    assert y.dtype == dx.dtype == dtype
+    # relu(-inf) = 0; NaN passes; -0.0 stays -0.0 (torch's clamp keeps it)
+    np.testing.assert_array_equal(y, [0, 0, 0, 0, 1, np.inf, np.nan, np.nan, 0, 3])
+    np.testing.assert_array_equal(np.signbit(y), np.signbit(SPECIAL_X) & (SPECIAL_X == 0))
+    # the gradient is 0 where x <= 0 whatever dy is; elsewhere (NaN x included) it is dy
+    np.testing.assert_array_equal(dx, [0, 0, 0, 0, np.nan, 2, 5, np.nan, 0, np.inf])
+
+
+def test_relu_matches_torch_on_non_finite_values():
+    torch = pytest.importorskip("torch")
+    x = torch.tensor(SPECIAL_X, requires_grad=True)
+    y = torch.relu(x)
+    y.backward(torch.from_numpy(SPECIAL_DY))
+    layer = nn.ReLU()
+    ours_y = layer.forward(SPECIAL_X)
+    ours_dx = layer.backward(SPECIAL_DY)
+    np.testing.assert_array_equal(ours_y, y.detach().numpy())
+    np.testing.assert_array_equal(np.signbit(ours_y), np.signbit(y.detach().numpy()))
+    np.testing.assert_array_equal(ours_dx, x.grad.numpy())
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 1, 1)])
+def test_batchnorm_refuses_one_value_per_channel_in_training(shape):
+    layer = nn.BatchNorm2d(4)
+    with pytest.raises(ValueError, match=r"expected more than 1 value per channel when training.*\(1, 4, 1, 1\)"):
+        layer.forward(np.ones(shape, dtype=np.float32))
+    np.testing.assert_array_equal(layer.running_var, np.ones(4))  # nothing was updated
+    assert layer.eval().forward(np.ones(shape, dtype=np.float32)).shape == shape  # evaluation needs no batch
+
+
+def test_batchnorm_one_value_per_channel_is_refused_like_torch():
+    torch = pytest.importorskip("torch")
+    for shape in [(1, 4, 1, 1), (2, 4, 1, 1), (1, 4, 1, 2)]:
+        x = np.random.default_rng(0).standard_normal(shape)
+        try:
+            expected = torch.nn.BatchNorm2d(4).double()(torch.from_numpy(x)).detach().numpy()
+        except ValueError:
+            with pytest.raises(ValueError, match="more than 1 value per channel"):
+                nn.BatchNorm2d(4, dtype=np.float64).forward(x)
+        else:
+            np.testing.assert_allclose(nn.BatchNorm2d(4, dtype=np.float64).forward(x), expected, rtol=1e-10, atol=1e-12)
