@@ -193,7 +193,8 @@ class BatchNorm2d(Module):
 
     buffer_names = ("running_mean", "running_var", "num_batches_tracked")
 
-    def __init__(self, channels: int, momentum: float = 0.1, eps: float = 1e-5, dtype: Any = np.float32) -> None:
+    def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.1, dtype: Any = np.float32) -> None:
+        # (channels, eps, momentum): torch's positional order, so BatchNorm2d(C, 1e-3, 0.2) means the same in both.
         self.channels = positive_int("channels", channels)
         for name, value in (("momentum", momentum), ("eps", eps)):
             if not isinstance(value, numbers.Real) or isinstance(value, bool):
