@@ -233,3 +233,53 @@ def test_figures_default_to_the_current_folder_outside_a_checkout(tmp_path, monk
     assert course.default_figures_dir() == tmp_path / "figures"
     monkeypatch.setenv("GCONV_FIGURES_DIR", str(tmp_path / "mine"))
     assert course.default_figures_dir() == tmp_path / "mine"
+
+
+# --------------------------------------------------------------------------- numba's first compile
+def test_numba_notice_once_and_only_for_a_cold_cache(monkeypatch, capsys):
+    from gconv_edu import compile_notice
+
+    monkeypatch.setattr(compile_notice, "_checked", False)
+    monkeypatch.setattr(compile_notice, "_cache_is_warm", lambda dispatcher: False)
+    assert compile_notice.numba_compile_notice() is True
+    assert compile_notice.numba_compile_notice() is False  # once per process
+    err = capsys.readouterr().err
+    assert err.count("compiling the numba kernels, about 15 s") == 1 and err.count("\n") == 1
+    monkeypatch.setattr(compile_notice, "_checked", False)
+    monkeypatch.setattr(compile_notice, "_cache_is_warm", lambda dispatcher: True)
+    assert compile_notice.numba_compile_notice() is False
+    assert capsys.readouterr().err == ""
+
+
+def test_numba_cache_warmth_is_read_from_memory_and_from_disk(tmp_path):
+    """A fresh cache=True function: cold before its first call, warm after it, and warm in a new process."""
+    (tmp_path / "tiny_kernel.py").write_text(
+        "import numba\n\n@numba.njit(cache=True)\ndef twice(x):\n    return 2 * x\n"
+    )
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import tiny_kernel\n"
+        "from gconv_edu.compile_notice import _cache_is_warm\n"
+        "before = _cache_is_warm(tiny_kernel.twice); tiny_kernel.twice(1.0)\n"
+        "print(before, _cache_is_warm(tiny_kernel.twice))\n"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, env=env, timeout=300
+        )
+        for _ in range(2)
+    ]
+    assert [r.stdout.split() for r in runs] == [["False", "True"], ["True", "True"]], [r.stderr for r in runs]
+
+
+def test_api_dispatch_announces_numba_only(monkeypatch):
+    """The hook sits in the API's dispatch: a numba call asks for the notice, another backend does not."""
+    from gconv_edu import api
+    from gconv_edu.backends import get_backend
+
+    calls = []
+    monkeypatch.setattr(api, "numba_compile_notice", lambda: calls.append(1))
+    api._run_on_device(get_backend("im2col"), False, lambda: None)
+    assert calls == []
+    api._run_on_device(get_backend("numba"), False, lambda: None)  # the kernel itself is not needed here
+    assert calls == [1]
