@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from .arrays import is_gpu_array
-from .backends import AUTO, Backend, check_backend_name, choose_auto, get_backend
+from .arrays import check_plain_ndarray, is_gpu_array
+from .backends import AUTO, Backend, check_backend_name, choose_auto, environment_backend, get_backend
 from .compile_notice import numba_compile_notice
 from .geometry import ConvGeometry, IntPair, Padding
 
@@ -28,7 +27,14 @@ _context_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("g
 # --------------------------------------------------------------------------- backend selection
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[str]:
-    """Scoped default backend: ``with use_backend("numba"): ...``. The name is checked on entry."""
+    """Scoped default backend: ``with use_backend("numba"): ...``. The name is checked on entry.
+
+    The scope is a :mod:`contextvars` variable, so it follows the code that runs inside the ``with`` block, including
+    ``asyncio`` tasks created there, but NOT a ``threading.Thread`` started there: a new thread begins with the
+    default (``GCONV_BACKEND``, else ``"auto"``). To carry it into a thread, run the thread's function in a copy of
+    the current context, ``threading.Thread(target=contextvars.copy_context().run, args=(function,))``, or pass
+    ``backend=`` explicitly. Thread pools (``concurrent.futures``) likewise run their tasks in the worker's context.
+    """
     name = check_backend_name(name, "use_backend(name)")
     token = _context_backend.set(name)
     try:
@@ -44,10 +50,7 @@ def current_backend_name(backend: str | None = None) -> str:
     scoped = _context_backend.get()
     if scoped is not None:
         return scoped
-    from_env = os.environ.get("GCONV_BACKEND")
-    if from_env:
-        return check_backend_name(from_env, "GCONV_BACKEND")
-    return AUTO
+    return environment_backend() or AUTO
 
 
 def resolve_backend(backend: str | None, geom: ConvGeometry, on_gpu: bool = False) -> Backend:
@@ -62,6 +65,8 @@ def resolve_backend(backend: str | None, geom: ConvGeometry, on_gpu: bool = Fals
 def _check_array(name: str, array: Any) -> None:
     if not (isinstance(array, np.ndarray) or is_gpu_array(array)):
         raise TypeError(f"{name} must be a numpy.ndarray or cupy.ndarray; got {type(array).__name__}")
+    if isinstance(array, np.ndarray):
+        check_plain_ndarray(name, array)  # masked arrays, np.matrix: TypeError, not a silently different computation
     if array.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"{name}.dtype={array.dtype} is not supported; expected float32 or float64")
 

@@ -3,18 +3,20 @@
 This is the code to read first. Nothing is optimised that would hurt clarity: one Python loop per index, and a dot
 product over the (dilated) window of the filter's own group.
 
-    y[n, k, i, j] = b[k] + sum_{c, p, q} w[k, c, p, q] * xpad[n, g*Cg + c, i*sh + p*dh, j*sw + q*dw]
+    y[n, k, oh, ow] = b[k] + sum_{c, p, q} w[k, c, p, q] * xpad[n, g*in_per_group + c, oh*sh + p*dil_h, ow*sw + q*dil_w]
 
-where ``g = k // (C_out/G)`` is the filter's group and ``Cg = C_in/G`` its number of input channels.
-Output size: ``H_out = (H + pad_top + pad_bottom - dh*(kH - 1) - 1) // sh + 1`` (likewise W_out).
+where ``g = k // out_per_group`` is the filter's group, ``in_per_group = C_in/G`` its number of input channels and
+``ci = g*in_per_group + c`` the absolute input channel. Output size:
+``H_out = (H + pad_top + pad_bottom - dil_h*(kH - 1) - 1) // sh + 1`` (likewise W_out).
+The index rules (padding, the window of an output pixel, the interior crop) are :class:`ConvGeometry`'s.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..arrays import padded, zeros
 from ..geometry import ConvGeometry
-from .im2col import pad
 
 DESCRIPTION = "textbook loops in Python (batch, group, filter, output row, output column)"
 
@@ -24,32 +26,25 @@ def availability() -> str | None:
     return None
 
 
-def _window(geom: ConvGeometry, i: int, j: int) -> tuple[slice, slice]:
-    """Rows and columns of the padded input that output pixel (i, j) sees, dilation included."""
-    (sh, sw), (dh, dw) = geom.stride, geom.dilation
-    extent_h, extent_w = geom.dilated_kernel
-    return slice(i * sh, i * sh + extent_h, dh), slice(j * sw, j * sw + extent_w, dw)
-
-
 def forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geom: ConvGeometry) -> np.ndarray:
     """y = conv2d(x, weight) + bias.
 
     x: (N, C_in, H, W); weight: (C_out, C_in/G, kH, kW); bias: (C_out,) or None -> y: (N, C_out, H_out, W_out).
     """
-    xpad = pad(x, geom)  # zeros around: (N, C_in, H + top + bottom, W + left + right)
-    y = np.zeros(geom.y_shape, dtype=x.dtype)
-    cin_g, cout_g = geom.in_channels_per_group, geom.out_channels_per_group
+    y = zeros(np, "y (N, C_out, H_out, W_out)", geom.y_shape, x.dtype)
+    xpad = padded(np, x, geom.pad_widths)  # zeros around: (N, C_in, H + pad_top + pad_bottom, W + pad_left + pad_right)
+    in_per_group, out_per_group = geom.in_channels_per_group, geom.out_channels_per_group
     for n in range(geom.batch):
         for g in range(geom.groups):
-            group_inputs = slice(g * cin_g, (g + 1) * cin_g)  # the only channels this group's filters see
-            for k in range(g * cout_g, (g + 1) * cout_g):
-                for i in range(geom.out_h):
-                    for j in range(geom.out_w):
-                        rows, cols = _window(geom, i, j)
+            group_inputs = slice(g * in_per_group, (g + 1) * in_per_group)  # the only channels this group's filters see
+            for k in range(g * out_per_group, (g + 1) * out_per_group):
+                for oh in range(geom.out_h):
+                    for ow in range(geom.out_w):
+                        rows, cols = geom.window(oh, ow)
                         window = xpad[n, group_inputs, rows, cols]  # (C_in/G, kH, kW)
-                        y[n, k, i, j] = np.sum(window * weight[k])
+                        y[n, k, oh, ow] = np.sum(window * weight[k])
                         if bias is not None:
-                            y[n, k, i, j] += bias[k]
+                            y[n, k, oh, ow] += bias[k]
     return y
 
 
@@ -67,22 +62,21 @@ def backward(
     The sums are accumulated in float64 and cast back at the end: a running float32 sum over N*H_out*W_out terms
     loses digits (one term at a time), which the other backends avoid with pairwise or blocked sums.
     """
-    xpad = pad(x, geom)  # zeros around: (N, C_in, H + top + bottom, W + left + right)
-    dxpad = np.zeros(xpad.shape)  # float64 accumulators
+    xpad = padded(np, x, geom.pad_widths)  # zeros around: (N, C_in, H + pad_top + pad_bottom, W + pad_left + pad_right)
+    dxpad = zeros(np, "dx, padded (float64 accumulator)", xpad.shape, np.float64)
     dw = np.zeros(weight.shape)
     db = np.zeros(geom.out_channels)
-    cin_g, cout_g = geom.in_channels_per_group, geom.out_channels_per_group
+    in_per_group, out_per_group = geom.in_channels_per_group, geom.out_channels_per_group
     for n in range(geom.batch):
         for g in range(geom.groups):
-            group_inputs = slice(g * cin_g, (g + 1) * cin_g)
-            for k in range(g * cout_g, (g + 1) * cout_g):
-                for i in range(geom.out_h):
-                    for j in range(geom.out_w):
-                        rows, cols = _window(geom, i, j)
-                        grad = dy[n, k, i, j]
+            group_inputs = slice(g * in_per_group, (g + 1) * in_per_group)
+            for k in range(g * out_per_group, (g + 1) * out_per_group):
+                for oh in range(geom.out_h):
+                    for ow in range(geom.out_w):
+                        rows, cols = geom.window(oh, ow)
+                        grad = dy[n, k, oh, ow]
                         dxpad[n, group_inputs, rows, cols] += grad * weight[k]
                         dw[k] += grad * xpad[n, group_inputs, rows, cols]
                         db[k] += grad
-    top, _, left, _ = geom.padding
-    dx = dxpad[:, :, top : top + geom.height, left : left + geom.width]  # drop the padding's gradient
+    dx = dxpad[geom.interior]  # drop the padding's gradient: (N, C_in, H, W)
     return dx.astype(x.dtype), dw.astype(weight.dtype), db.astype(dy.dtype)
