@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -185,3 +186,26 @@ def gpu_auto_choice(geom: ConvGeometry, available: list[str]) -> str:
 
 def get_backend(name: str) -> Backend:
     return REGISTRY[name]
+
+
+def environment_backend() -> str | None:
+    """``GCONV_BACKEND`` validated (a usable backend or "auto"), or None when unset or empty; ValueError naming it."""
+    value = os.environ.get("GCONV_BACKEND")
+    return check_backend_name(value, "GCONV_BACKEND") if value else None
+
+
+def environment_errors() -> dict[str, str]:
+    """The package's environment variables whose values are invalid -> why (empty when all are fine).
+
+    Checks ``GCONV_BACKEND`` and ``GCONV_IM2COL_WORKSPACE_MB`` with the same rules the computation applies when it
+    reads them (e.g. for ``gconv-edu info``); nothing is computed.
+    """
+    from .im2col import workspace_limit
+
+    errors = {}
+    for variable, check in (("GCONV_BACKEND", environment_backend), ("GCONV_IM2COL_WORKSPACE_MB", workspace_limit)):
+        try:
+            check()
+        except ValueError as error:
+            errors[variable] = str(error)
+    return errors
