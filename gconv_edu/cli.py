@@ -36,18 +36,19 @@ def _version(distribution: str) -> str:
 
 
 # --------------------------------------------------------------------------- info
-def _default_backend_line() -> str:
-    """The process default backend (GCONV_BACKEND), and whether it is usable here."""
-    from .backends import check_backend_name
+def _environment_lines() -> list[str]:
+    """The process default backend (GCONV_BACKEND), and every package setting whose value is invalid, with why."""
+    from .backends import environment_errors
 
+    errors = environment_errors()
     value = os.environ.get("GCONV_BACKEND")
-    if not value:
-        return "default backend: auto (GCONV_BACKEND unset)"
-    try:
-        check_backend_name(value, "GCONV_BACKEND")
-    except (TypeError, ValueError) as error:
-        return f"default backend: INVALID, calls without backend= will raise: {error}"
-    return f"default backend: {value} (GCONV_BACKEND)"
+    if "GCONV_BACKEND" in errors:
+        lines = [f"default backend: INVALID, calls without backend= will raise: {errors.pop('GCONV_BACKEND')}"]
+    elif value:
+        lines = [f"default backend: {value} (GCONV_BACKEND)"]
+    else:
+        lines = ["default backend: auto (GCONV_BACKEND unset)"]
+    return lines + [f"INVALID {variable}: {why}" for variable, why in errors.items()]
 
 
 def info() -> int:
@@ -65,7 +66,8 @@ def info() -> int:
     for name, backend in REGISTRY.items():
         state = "available" if name not in reasons else f"unavailable: {reasons[name]}"
         print(f"  {name:<9} [{backend.device}] {state} - {backend.description}")
-    print(_default_backend_line())
+    for line in _environment_lines():
+        print(line)
     print("threads:")
     for engine, count in thread_counts().items():
         print(f"  {engine:<10} {count}")

@@ -283,3 +283,9 @@ def test_api_dispatch_announces_numba_only(monkeypatch):
     assert calls == []
     api._run_on_device(get_backend("numba"), False, lambda: None)  # the kernel itself is not needed here
     assert calls == [1]
+
+
+def test_info_says_when_the_im2col_workspace_setting_is_invalid(capsys, monkeypatch):
+    monkeypatch.setenv("GCONV_IM2COL_WORKSPACE_MB", "nan")
+    assert main(["info"]) == 0
+    assert re.search(r"^INVALID GCONV_IM2COL_WORKSPACE_MB: .*nan", capsys.readouterr().out, re.MULTILINE)
