@@ -101,7 +101,7 @@ def test_unwritable_figures_or_notebooks_folder_is_a_usage_error_before_any_work
 
 def test_output_into_a_closed_pipe_ends_quietly():
     """``gconv-edu info | head -1``: the reader goes away; no BrokenPipeError traceback, exit 141 as SIGPIPE."""
-    for args in (["info"], ["lessons", "--list"], ["lessons", "--help"]):
+    for args in (["info"], ["lessons", "--list"], ["lessons", "--help"], ["grade", "--help"], ["bench", "--help"]):
         reader, writer = os.pipe()
         os.close(reader)  # the "head" has already exited
         process = subprocess.run(
