@@ -122,3 +122,27 @@ def test_save_writes_a_png_and_rejects_other_names(tmp_path, monkeypatch):
     assert path == tmp_path / "x.png" and path.stat().st_size > 1000
     with pytest.raises(ValueError, match=r"name='x\.svg'"):
         viz.save(plt.figure(), "x.svg")
+
+
+def test_save_shows_the_figure_inline_in_a_kernel_before_closing_it(tmp_path, monkeypatch):
+    """In a Jupyter kernel viz.save displays the figure (then closes it); in a script it only writes it."""
+    import types
+
+    import matplotlib.pyplot as plt
+
+    shown = []
+    display_module = types.ModuleType("IPython.display")
+    display_module.display = lambda fig: shown.append((fig, plt.fignum_exists(fig.number)))
+    ipython = types.ModuleType("IPython")
+    ipython.display = display_module
+    ipython.get_ipython = lambda: None  # a plain script (or terminal IPython): no kernel
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    monkeypatch.setitem(sys.modules, "IPython.display", display_module)
+    monkeypatch.setenv("GCONV_FIGURES_DIR", str(tmp_path))
+    viz.save(plt.figure(), "script.png")
+    assert shown == [] and not viz.in_notebook_kernel()
+    ipython.get_ipython = lambda: types.SimpleNamespace(kernel=object())  # what ipykernel's shell has
+    fig = plt.figure()
+    viz.save(fig, "kernel.png")
+    assert shown == [(fig, True)]  # displayed while still open
+    assert not plt.fignum_exists(fig.number) and (tmp_path / "kernel.png").is_file()
