@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .sandbox import GradingFailure
+from .errors import GradingFailure
 
 Hint = Callable[[], "str | None"]
 
@@ -103,10 +103,13 @@ def check_array(
 
 
 def _plain(value: Any, depth: int = 0) -> bool:
-    """Ints (Python or NumPy), strings, None, and slices/tuples/lists of them: what the contract's answers are made
-    of, and types whose ``==`` the grader can trust (a student's object could define ``__eq__`` to say yes)."""
+    """Ints (Python or NumPy; a float with an integer value too: ``C_in / G * k`` is 12.0), strings, None, and
+    slices/tuples/lists of them: what the contract's answers are made of, and types whose ``==`` the grader can trust
+    (a student's object could define ``__eq__`` to say yes)."""
     if type(value) in (int, str, type(None)) or (isinstance(value, np.integer) and type(value).__module__ == "numpy"):
         return True
+    if type(value) is float or (isinstance(value, np.floating) and type(value).__module__ == "numpy"):
+        return bool(np.isfinite(value)) and float(value).is_integer()
     if type(value) is slice:
         return all(_plain(part, depth + 1) for part in (value.start, value.stop, value.step))
     return type(value) in (tuple, list) and depth < 10 and all(_plain(part, depth + 1) for part in value)
@@ -115,10 +118,11 @@ def _plain(value: Any, depth: int = 0) -> bool:
 def check_equal(what: str, got: Any, expected: Any, label: str, hints: Iterable[Hint] = ()) -> None:
     """Exact comparison for integers and small structures; prints what was got, never what was expected.
 
-    ``got`` must be made of ints (Python or NumPy integers), strings, None, slices, tuples and lists.
+    ``got`` must be made of ints (Python or NumPy integers, or floats with an integer value), strings, None, slices,
+    tuples and lists.
     """
     if not _plain(got):
-        fail(f"{what} should be made of ints (got a {type_name(got)})", label)
+        fail(f"{what} should be made of ints (got {type_name(got)} {str(got)[:40]})", label)
     try:
         equal = bool(got == expected)
     except Exception:  # e.g. an array compared with an int pair: not equal, and not a grader error

@@ -1,4 +1,4 @@
-"""What one test of a convolution exercise does: call the student, compare, explain (shared by ex2 to ex5)."""
+"""What one test of a convolution exercise does: call the student, compare, explain (shared by ex1, ex3, ex4, ex6)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from typing import Any
 import numpy as np
 
 from . import hints
-from .cases import ConvCase, Im2colCase
+from .cases import ConvCase, Im2colCase, hidden_summary
 from .checks import Hint, check_array, close
+from .errors import GradingFailure, StudentError
 from .exercises import CONV_ARGS
-from .sandbox import GradingFailure, StudentError, StudentFile
+from .sandbox import StudentFile
 
 BACKWARD_ARGS = ("dy", "x", "weight", "stride", "padding", "dilation", "groups")
 IM2COL_ARGS = ("x", "kernel_size", "stride", "padding", "dilation")
@@ -55,11 +56,10 @@ def _call(student: StudentFile, case: ConvCase | Im2colCase, function: str, args
 
 
 def _index_error_hint(error: StudentError, case: ConvCase) -> str:
-    if "IndexError" in str(error) and case.kernel[0] != case.kernel[1]:
-        return (
-            f"; hint: the kernel is not square here (kH={case.kernel[0]}, kW={case.kernel[1]}): are kernel row and "
-            "column indices swapped somewhere (weight[k, c, p, q]: p < kH along rows, q < kW along columns)?"
-        )
+    """An IndexError, or a shape/broadcast error, in a convolution: most often the output size is wrong."""
+    text = str(error)
+    if "IndexError" in text or ("ValueError" in text and ("shape" in text or "broadcast" in text)):
+        return f"; hint: {hints.output_size_hint(case)}"
     return ""
 
 
@@ -80,6 +80,7 @@ def check_forward(
         return
     shape = tuple(got.shape) if isinstance(got, np.ndarray) else ()
     value_hints = hints.forward_value_hints(case, x, weight, bias, expected, got)
+    size_hint = lambda: hints.output_size_hint(case)  # noqa: E731  (the last resort for a wrong shape)
     isolation = _isolation(student, "forward", case, lambda c: check_forward(student, c, function, explain=False))
     check_array(
         "y",
@@ -88,7 +89,7 @@ def check_forward(
         case.dtype,
         case.label,
         hints=[*first_hints, *value_hints, isolation],
-        shape_hints=[*first_hints, *hints.forward_shape_hints(case, shape), isolation],
+        shape_hints=[*first_hints, *hints.forward_shape_hints(case, shape), isolation, size_hint],
     )
 
 
@@ -171,4 +172,16 @@ def check_im2col(student: StudentFile, case: Im2colCase, explain: bool = True) -
     )
 
 
-__all__ = ["check_backward", "check_forward", "check_im2col", "close", "run_forward"]
+# --------------------------------------------------------------------------- hidden cases
+def hidden(number: int, case: ConvCase, check: Any) -> None:
+    """Run ``check(case)`` (without explanations) on a hidden case; a failure says which kind of case broke,
+    'hidden case 2 (stride, groups=4, float32): wrong: y: 3 of 40 values wrong, max abs error 0.5', not its sizes."""
+    try:
+        check(case)
+    except GradingFailure as error:
+        # Neither the label (its seed) nor a hint (its sizes): the case stays hidden until the instructor's report.
+        message = str(error).removesuffix(f" [{case.label}]").split("; hint:")[0]
+        raise StudentError(f"hidden case {number} ({hidden_summary(case)}): wrong: {message}") from None
+
+
+__all__ = ["check_backward", "check_forward", "check_im2col", "close", "hidden", "run_forward"]

@@ -96,6 +96,24 @@ def forward_shape_hints(case: ConvCase, got: tuple[int, ...]) -> list[Hint]:
             "H_out = (H + 2*pad - dilation*(k-1) - 1) // stride + 1 (note the + 1)",
             tuple(np.subtract(expected, (0, 0, 1, 1))),
         ),
+        (
+            "H_out = (H + 2*pad - dilation*(k-1) - 1) // stride + 1 (note the - 1 inside)",
+            (
+                case.n,
+                case.c_out,
+                (case.h + 2 * ph - dh * (kh - 1)) // sh + 1,
+                (case.w + 2 * pw - dw * (kw - 1)) // sw + 1,
+            ),
+        ),
+        (
+            f"the vertical stride ({sh}) was used for both axes: W_out uses stride_w = stride[1] = {sw}",
+            size(stride=(sh, sh)),
+        ),
+        (
+            f"the horizontal stride ({sw}) was used for both axes: H_out uses stride_h = stride[0] = {sh}",
+            size(stride=(sw, sw)),
+        ),
+        ("the strides of the two axes are swapped: stride is (stride_h, stride_w)", size(stride=(sw, sh))),
     ]
     hints: list[Hint] = []
     for message, shape in candidates:
@@ -107,6 +125,36 @@ def forward_shape_hints(case: ConvCase, got: tuple[int, ...]) -> list[Hint]:
     if len(got) == 4 and got[1] != case.c_out and got[1] in channel_advice:
         hints.append(lambda: channel_advice[got[1]])
     return hints
+
+
+def output_size_hint(case: ConvCase) -> str:
+    """The output-size formula with this case's numbers: where an IndexError or a shape error is most often born."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = case.kernel, case.stride, case.padding, case.dilation
+    geom = case.geometry()
+    return (
+        f"check the output size first: here H_out = (H + 2*pad_h - dil_h*(kH-1) - 1) // stride_h + 1 = "
+        f"({case.h} + {2 * ph} - {dh * (kh - 1)} - 1) // {sh} + 1 = {geom.out_h} and W_out = "
+        f"({case.w} + {2 * pw} - {dw * (kw - 1)} - 1) // {sw} + 1 = {geom.out_w}; then the kernel indices "
+        "(weight[k, c, p, q]: p < kH along rows, q < kW along columns)"
+    )
+
+
+def float32_hint(case: ConvCase, expected: np.ndarray, got: Any) -> Hint:
+    """float64 inputs, a result of float32 accuracy: the arithmetic was done in float32 somewhere."""
+
+    def hint() -> str | None:
+        if case.dtype != "float64" or not isinstance(got, np.ndarray) or got.shape != expected.shape:
+            return None
+        scale = max(float(np.max(np.abs(expected))), 1e-3)
+        error = float(np.max(np.abs(got.astype(np.float64) - expected))) / scale
+        if 1e-9 < error < 1e-5:
+            return (
+                f"the error ({error:.1g} of the scale) is float32 rounding on float64 inputs: compute in the inputs' "
+                "dtype (an np.zeros(..., dtype=np.float32) or an .astype(np.float32) somewhere?)"
+            )
+        return None
+
+    return hint
 
 
 def _reference(case: ConvCase, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, **changes: Any):
@@ -122,7 +170,7 @@ def forward_value_hints(
     dtype = case.dtype
     (ph, pw), g = case.padding, case.groups
     channels_per_group = case.c_in // g
-    hints: list[Hint] = []
+    hints: list[Hint] = [float32_hint(case, expected, got)]
     if bias is not None:
         hints.append(
             lambda: (
@@ -151,7 +199,7 @@ def forward_value_hints(
 
         def one_side() -> str | None:
             for sides in (((2 * ph, 0), (2 * pw, 0)), ((0, 2 * ph), (0, 2 * pw))):
-                padded = np.pad(x, ((0, 0), (0, 0), *sides))
+                padded = np.pad(x, ((0, 0), (0, 0), *sides))  # a wrong padding, on purpose
                 if close(
                     got,
                     _reference(case, padded, weight, bias, padding=(0, 0), h=padded.shape[2], w=padded.shape[3]),
@@ -215,8 +263,6 @@ def coverage(case: ConvCase) -> np.ndarray:
 
 def overwriting_col2im(case: ConvCase, dy: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """dx as a col2im that ASSIGNS instead of adding computes it: where windows overlap, the last tap (p, q) wins."""
-    from ..backends.im2col import _tap_slices
-
     geom = case.geometry()
     g, k, c = case.groups, case.c_out // case.groups, case.c_in // case.groups
     dy_grouped = dy.astype(np.float64).reshape(case.n, g, k, geom.out_h, geom.out_w)
@@ -228,10 +274,9 @@ def overwriting_col2im(case: ConvCase, dy: np.ndarray, weight: np.ndarray) -> np
     dxpad = np.zeros((case.n, case.c_in, *geom.padded_size))
     for p in range(case.kernel[0]):
         for q in range(case.kernel[1]):
-            rows, columns = _tap_slices(geom, p, q)
+            rows, columns = geom.tap(p, q)
             dxpad[:, :, rows, columns] = dcols[:, :, p, q]
-    top, _, left, _ = geom.padding
-    return dxpad[:, :, top : top + case.h, left : left + case.w]
+    return dxpad[geom.interior]
 
 
 OVERWRITE_HINT = "col2im must add every window's contribution (+=), not overwrite"
@@ -254,7 +299,15 @@ def dx_value_hints(case: ConvCase, expected: np.ndarray, got: Any, dy: np.ndarra
             return f"dx is right where one window covers a pixel and wrong where windows overlap: {OVERWRITE_HINT}"
         return None
 
-    return [assigned, overwritten]
+    def flipped() -> str | None:
+        if close(got, case.backward_reference(dy, case.inputs()[0], weight[:, :, ::-1, ::-1])[0], case.dtype):
+            return (
+                "dx is computed with the kernel flipped: the forward pass is a cross-correlation (no flip), so "
+                "dxpad[n, c, i*sh + p*dh, j*sw + q*dw] += dy[n, k, i, j] * weight[k, c, p, q] with the same (p, q)"
+            )
+        return None
+
+    return [float32_hint(case, expected, got), assigned, overwritten, flipped]
 
 
 def dx_shape_hints(case: ConvCase, got: tuple[int, ...]) -> list[Hint]:
@@ -271,13 +324,14 @@ def dx_shape_hints(case: ConvCase, got: tuple[int, ...]) -> list[Hint]:
 
 def dw_value_hints(case: ConvCase, expected: np.ndarray, got: Any) -> list[Hint]:
     if case.n == 1:
-        return []
+        return [float32_hint(case, expected, got)]
     return [
+        float32_hint(case, expected, got),
         lambda: (
             f"dw is averaged over the batch (divided by N={case.n}): the gradient sums over samples"
             if close(got * case.n if isinstance(got, np.ndarray) else None, expected, case.dtype)
             else None
-        )
+        ),
     ]
 
 
@@ -288,13 +342,24 @@ def db_value_hints(case: ConvCase, expected: np.ndarray, got: Any) -> list[Hint]
         geom.out_h * geom.out_w: "db is averaged over H_out*W_out; it is the SUM of dy over N, H_out and W_out",
         case.n: f"db is averaged over the batch (divided by N={case.n}); it is the SUM of dy over N, H_out and W_out",
     }
+    dy = case.upstream().astype(np.float64)
+
+    def one_sample() -> str | None:
+        if case.n > 1 and close(got, dy[0].sum(axis=(1, 2)), case.dtype):
+            return f"db is from the first sample only: sum dy over the batch too (N={case.n}), dy.sum(axis=(0, 2, 3))"
+        return None
+
     return [
-        (
-            lambda d=divisor, m=message: (
-                m if d > 1 and isinstance(got, np.ndarray) and close(got * d, expected, case.dtype) else None
+        float32_hint(case, expected, got),
+        one_sample,
+        *(
+            (
+                lambda d=divisor, m=message: (
+                    m if d > 1 and isinstance(got, np.ndarray) and close(got * d, expected, case.dtype) else None
+                )
             )
-        )
-        for divisor, message in divisors.items()
+            for divisor, message in divisors.items()
+        ),
     ]
 
 

@@ -8,7 +8,10 @@ With ``--student FILE`` (repeatable, one file per exercise)::
 it collects that exercise's tests (unless test paths are given), gives them a ``student`` fixture that runs the
 file in a worker process (:class:`gconv_edu.grading.sandbox.StudentFile`), turns each failure into one line of
 feedback (never test source), scores with the ``points`` markers (a parametrized test's points are split across its
-cases), prints a score table at the end, and with ``--grading-results FILE`` writes the results as JSON.
+cases in hundredths, the remainder to its first case, so they add up exactly), prints a score table at the end, and
+with ``--grading-results FILE`` writes the results as JSON (``--grading-results-fd N``: into an inherited pipe, which
+``gconv-edu grade`` uses so that no file exists for a student's process to find). The hidden cases' seed is
+``--grading-seed``, else ``$GCONV_EDU_GRADING_SEED``, else drawn at random; it is in the results.
 
 This module imports nothing heavy at import time: it is loaded by every pytest run in the environment.
 """
@@ -36,6 +39,13 @@ class GradingState:
 
         self.config = config
         self.timeout: float | None = config.getoption("grading_timeout")
+        self.memory_limit: int = int(config.getoption("grading_memory_limit") * (1 << 30))
+        self.user: str | None = config.getoption("grading_user")
+        self.seed: int = _seed(config)
+        self.names: dict[str, str] = {}  # exercise -> the file's name as submitted (a notebook's, say)
+        for entry in config.getoption("grading_name") or []:
+            key, _, name = entry.partition("=")
+            self.names[key] = name
         self.paths: dict[str, Path] = {}
         for path in paths:
             try:
@@ -59,7 +69,12 @@ class GradingState:
         if key not in self.students:
             exercise = EXERCISES[key]
             self.students[key] = StudentFile(
-                self.paths[key], self.timeout or exercise.timeout, exercise.first_call_allowance
+                self.paths[key],
+                self.timeout or exercise.timeout,
+                exercise.first_call_allowance,
+                self.memory_limit,
+                self.user,
+                self.names.get(key),
             )
         return self.students[key]
 
@@ -80,21 +95,47 @@ class GradingState:
                     "exercise": key,
                     "title": EXERCISES[key].title,
                     "file": str(path),
-                    "score": sum(r["score"] for r in records),
-                    "max_score": sum(r["max_score"] for r in records),
+                    "score": _cents(sum(r["score"] for r in records)),
+                    "max_score": _cents(sum(r["max_score"] for r in records)),
                     "verdict": verdict,
+                    "stderr": student.stderr.text() if student is not None else "",
                 }
             )
             if student is not None:
                 student.close()
         tests = sorted(self.records.values(), key=lambda r: tuple(int(p) for p in r["number"].split(".")))
         return {
-            "score": sum(r["score"] for r in tests),
-            "max_score": sum(r["max_score"] for r in tests),
+            "score": _cents(sum(r["score"] for r in tests)),
+            "max_score": _cents(sum(r["max_score"] for r in tests)),
+            "seed": self.seed,
             "execution_time": round(time.monotonic() - self.started, 3),
             "exercises": exercises,
             "tests": tests,
         }
+
+
+def _cents(value: float) -> float:
+    """Points are whole hundredths: sums of them are rounded back to hundredths (float addition drifts by 1e-15)."""
+    return round(value, 2)
+
+
+def _seed(config: pytest.Config) -> int:
+    given = config.getoption("grading_seed")
+    if given is None and os.environ.get("GCONV_EDU_GRADING_SEED", "").isdigit():
+        given = int(os.environ["GCONV_EDU_GRADING_SEED"])
+    if given is None:
+        import secrets
+
+        given = secrets.randbelow(2**32)
+    return int(given)
+
+
+def split_points(points: float, count: int) -> list[float]:
+    """``points`` split into ``count`` shares of whole hundredths that add up exactly; the remainder goes to the
+    first share. ``split_points(5, 6)`` is [0.85, 0.83, 0.83, 0.83, 0.83, 0.83]."""
+    cents = round(points * 100)
+    share, remainder = divmod(cents, count)
+    return [(share + (remainder if i == 0 else 0)) / 100 for i in range(count)]
 
 
 _STATE = pytest.StashKey[GradingState]()
@@ -120,6 +161,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--grading-results", metavar="FILE", help="write the graded tests as JSON")
     group.addoption(
+        "--grading-results-fd", type=int, metavar="FD", help="write the JSON into this inherited descriptor"
+    )
+    group.addoption("--grading-seed", type=int, metavar="N", help="seed of the hidden cases (default: drawn at random)")
+    group.addoption(
+        "--grading-memory-limit", type=float, default=4.0, metavar="GiB", help="address space per worker (0: none)"
+    )
+    group.addoption("--grading-user", metavar="USER", help="run the student's code as this user (needs root)")
+    group.addoption("--grading-name", action="append", metavar="exN=NAME", help="the file's name in feedback")
+    group.addoption(
         "--grading-debug", action="store_true", help="keep full tracebacks (for instructors debugging the tests)"
     )
 
@@ -143,6 +193,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
+def hidden_seed(request: pytest.FixtureRequest) -> int:
+    """The seed of this run's hidden cases (recorded in the instructor's results, never in a student's feedback)."""
+    state = request.config.stash.get(_STATE, None)
+    if state is None:
+        pytest.skip("an autograder test: run it with --student FILE")
+    return state.seed
+
+
+@pytest.fixture
 def student(request: pytest.FixtureRequest) -> Any:
     """The student's file for this test module's exercise (module attribute ``EXERCISE``), run in a worker."""
     state = request.config.stash.get(_STATE, None)
@@ -157,15 +216,15 @@ def student(request: pytest.FixtureRequest) -> Any:
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.stash.get(_STATE, None) is None:
         return
-    # A parametrized test's points are split across its cases.
-    siblings: dict[tuple[str, str], int] = {}
+    # A parametrized test's points are split across its cases, in hundredths that add up exactly.
+    siblings: dict[tuple[str, str], list[pytest.Item]] = {}
     for item in items:
-        key = (item.module.__name__, getattr(item, "originalname", item.name))
-        siblings[key] = siblings.get(key, 0) + 1
-    for item in items:
-        marker = item.get_closest_marker("points")
+        siblings.setdefault((item.module.__name__, getattr(item, "originalname", item.name)), []).append(item)
+    for group in siblings.values():
+        marker = group[0].get_closest_marker("points")
         points = float(marker.args[0]) if marker and marker.args else 1.0
-        item.stash[_POINTS] = points / siblings[(item.module.__name__, getattr(item, "originalname", item.name))]
+        for item, share in zip(group, split_points(points, len(group))):
+            item.stash[_POINTS] = share
 
 
 def _record(item: pytest.Item, state: GradingState) -> dict[str, Any]:
@@ -193,7 +252,7 @@ def _record(item: pytest.Item, state: GradingState) -> dict[str, Any]:
 
 
 def _feedback(call: pytest.CallInfo) -> str:
-    from .sandbox import GradingFailure
+    from .errors import GradingFailure
 
     error = call.excinfo.value if call.excinfo else None
     if error is None:
@@ -227,11 +286,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     results = state.finish()
     session.config.stash[_RESULTS] = results
+    import json
+
     target = session.config.getoption("grading_results")
     if target:
-        import json
-
         Path(target).write_text(json.dumps(results, indent=2))
+    descriptor = session.config.getoption("grading_results_fd")
+    if descriptor is not None:
+        with os.fdopen(descriptor, "w") as pipe:
+            pipe.write(json.dumps(results))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

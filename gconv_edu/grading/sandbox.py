@@ -6,7 +6,13 @@ student's result or raises a :class:`GradingFailure` whose message is the one li
 once), and killed and restarted when a call times out or the process dies: one infinite loop costs one test.
 
 Before any code runs, the file is parsed (a syntax error is reported with its line, without starting a worker) and
-scanned for imports of forbidden packages; the worker blocks the same imports at run time.
+its module-level code is scanned for imports of forbidden packages; the worker blocks the same imports at run time,
+wherever they run (a function body's imports count when the grader calls it, not when it is only called under
+``if __name__ == "__main__":``).
+
+Containment, small and plain: a process group per worker (killed whole), an address-space limit (``memory_limit``),
+a file-size limit, stderr read through a pipe by the grader (the first 64 KiB kept), and optionally another user
+(``user=``: the Gradescope build runs student code as one that cannot read the grader's files).
 """
 
 from __future__ import annotations
@@ -20,14 +26,20 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from .errors import ExerciseVerdict, StudentError
+
 # Packages that compute the exercise for the student. gconv_edu is the reference itself; the others ship a conv2d.
 FORBIDDEN_MODULES = ("gconv_edu", "torch", "tensorflow", "jax")
 WORKER = Path(__file__).with_name("worker.py")
+DEFAULT_MEMORY_LIMIT = 4 << 30  # bytes of address space per worker (gconv-edu grade --memory-limit, in GiB)
 
 
 WORKER_MARK = "GCONV_EDU_GRADING_WORKER"  # in each worker's environment: finds what it left behind
@@ -67,18 +79,6 @@ def _kill_adopted(mark: str) -> None:
             continue  # gone meanwhile, or not ours to read
 
 
-class GradingFailure(AssertionError):
-    """A test failed; ``str(error)`` is the one-line feedback shown to the student."""
-
-
-class StudentError(GradingFailure):
-    """The student's code raised, hung, crashed or returned something that cannot be graded."""
-
-
-class ExerciseVerdict(GradingFailure):
-    """The whole exercise scores zero (the file does not import, or it uses a forbidden package)."""
-
-
 # What a result may be made of: the grader unpickles nothing else (an object's __reduce__ would run code in the grader).
 SAFE_GLOBALS = {
     ("numpy", "ndarray"),
@@ -90,8 +90,52 @@ SAFE_GLOBALS = {
     ("builtins", "slice"),
     ("builtins", "complex"),
 }
-# Bytes of the worker's stderr kept (a print in a loop must not fill the disk); the tail says why it crashed.
-STDERR_LIMIT = 4 << 20
+# Bytes of the worker's stderr the grader keeps (the rest is read and dropped, so the student's writes never fail);
+# the last few KiB are kept too: they say why it crashed.
+STDERR_KEPT = 64 << 10
+STDERR_TAIL = 4 << 10
+# Bytes a worker may write into any one file (a loop writing a file must not fill the disk); stderr is a pipe.
+FILE_SIZE_LIMIT = 64 << 20
+
+
+class StderrBuffer:
+    """Reads a worker's stderr pipe in a thread until it closes: keeps the first :data:`STDERR_KEPT` bytes and the
+    last :data:`STDERR_TAIL`, counts the rest."""
+
+    def __init__(self) -> None:
+        self.head = bytearray()
+        self.tail = b""
+        self.total = 0
+        self._threads: list[threading.Thread] = []
+
+    def attach(self, read_fd: int) -> None:
+        thread = threading.Thread(target=self._drain, args=(read_fd,), daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _drain(self, read_fd: int) -> None:
+        with open(read_fd, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(1 << 16):
+                self.total += len(chunk)
+                room = STDERR_KEPT - len(self.head)
+                if room > 0:
+                    self.head += chunk[:room]
+                self.tail = (self.tail + chunk)[-STDERR_TAIL:]
+
+    def wait(self, timeout: float = 2.0) -> None:
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def text(self) -> str:
+        """The kept stderr, with a note when it was truncated."""
+        kept = self.head.decode(errors="replace")
+        if self.total > len(self.head):
+            kept += f"\n[stderr truncated by the grader: kept the first {STDERR_KEPT >> 10} KiB of {self.total} bytes]"
+        return kept
+
+    def last_line(self) -> str:
+        lines = [line for line in self.tail.decode(errors="replace").splitlines() if line.strip()]
+        return lines[-1][:200] if lines else ""
 
 
 class UngradableResult(pickle.UnpicklingError):
@@ -120,8 +164,10 @@ def _is_main_guard(node: ast.AST) -> bool:
     return isinstance(node.test.ops[0], ast.Eq) and names == ["__name__"] and values == ["__main__"]
 
 
-def _walk_skipping_main(tree: ast.AST) -> Any:
-    """ast.walk without the bodies of ``if __name__ == "__main__":`` (their ``else`` is still scanned)."""
+def _walk_module_level(tree: ast.AST) -> Any:
+    """ast.walk over the code that runs when the file is imported: without the bodies of functions (their imports
+    are caught at run time, if the grader's calls run them) and of ``if __name__ == "__main__":`` (its ``else`` is
+    still scanned). Decorators and default values run at import, so they are scanned."""
     todo = [tree]
     while todo:
         node = todo.pop()
@@ -129,17 +175,24 @@ def _walk_skipping_main(tree: ast.AST) -> Any:
         if _is_main_guard(node):
             todo += node.orelse
             continue
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            todo += [*node.decorator_list, *node.args.defaults, *(d for d in node.args.kw_defaults if d)]
+            continue
+        if isinstance(node, ast.Lambda):
+            continue
         todo += list(ast.iter_child_nodes(node))[::-1]
 
 
 def forbidden_imports(tree: ast.AST, forbidden: tuple[str, ...] = FORBIDDEN_MODULES) -> list[str]:
-    """Imports of forbidden packages in a parsed file, as 'import of NAME at line N' (also __import__/import_module).
+    """Module-level imports of forbidden packages in a parsed file, as 'import of NAME at line N' (also
+    ``__import__``/``import_module`` calls).
 
-    A self-test under ``if __name__ == "__main__":`` may import anything: the grader never runs it (the worker imports
-    the file under another name, and its import blocker still guards whatever does run).
+    Code that runs at import is scanned; a function body is not (the worker's import blocker catches its imports if
+    a grading call runs them), so a self-test helper called only under ``if __name__ == "__main__":`` may import
+    anything: the grader never runs it.
     """
     found = []
-    for node in _walk_skipping_main(tree):
+    for node in _walk_module_level(tree):
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -158,18 +211,33 @@ class StudentFile:
 
     ``timeout``: seconds per call. ``first_call_allowance``: extra seconds for the first call of each argument
     signature in a worker's life (Numba compiles then); at most 15 s once a call of this file has timed out.
+    ``memory_limit``: bytes of address space per worker (0: none); an allocation past it is a MemoryError in that
+    call. ``user``: run the worker as this (unprivileged) user; needs root. ``name``: the file's name in feedback
+    (a notebook's, when ``path`` is the script made from its code cells).
     """
 
-    def __init__(self, path: str | Path, timeout: float = 5.0, first_call_allowance: float = 0.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        timeout: float = 5.0,
+        first_call_allowance: float = 0.0,
+        memory_limit: int = DEFAULT_MEMORY_LIMIT,
+        user: str | None = None,
+        name: str | None = None,
+    ) -> None:
         self.path = Path(path).resolve()
+        self.name = name or self.path.name
         self.timeout = float(timeout)
         self.first_call_allowance = float(first_call_allowance)
+        self.memory_limit = int(memory_limit)
+        self.user = user
         self.verdict: str | None = None  # set when the whole exercise scores zero
         self.violations: list[str] = []
         self.functions: list[str] | None = None
         self._process: subprocess.Popen | None = None
         self._connection: Connection | None = None
-        self._log = tempfile.TemporaryFile()  # the worker's stderr: why it crashed, if it did
+        self.stderr = StderrBuffer()  # the worker's stderr, all workers of this file: why it crashed, if it did
+        self._home: str | None = None  # the unprivileged user's HOME and Numba cache
         self._seen_signatures: set[tuple] = set()
         self._timeouts = 0
         self._mark = f"{os.getpid()}-{id(self)}-{time.monotonic_ns()}"
@@ -181,12 +249,12 @@ class StudentFile:
         try:
             source = self.path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
-            self.verdict = f"cannot read {self.path.name}: {error}"
+            self.verdict = f"cannot read {self.name}: {error}"
             return
         try:
             tree = ast.parse(source, filename=str(self.path))
         except SyntaxError as error:
-            self.verdict = f"{self.path.name} does not import: SyntaxError: {error.msg} (line {error.lineno})"
+            self.verdict = f"{self.name} does not import: SyntaxError: {error.msg} (line {error.lineno})"
             return
         self._forbid(forbidden_imports(tree))
 
@@ -195,38 +263,55 @@ class StudentFile:
         if new:
             self.violations += new
             self.verdict = (
-                f"{self.path.name} uses a library that computes the exercise ({'; '.join(self.violations)}): "
+                f"{self.name} uses a library that computes the exercise ({'; '.join(self.violations)}): "
                 "no credit; write your own implementation with NumPy"
-                + (" and Numba" if "numba" in self.path.name else "")
+                + (" and Numba" if "numba" in self.name.lower() else "")
             )
 
     # ------------------------------------------------------------------ worker lifecycle
+    def _environment(self) -> dict[str, str]:
+        env = {**_worker_environment(), WORKER_MARK: self._mark}
+        if self.user is not None:
+            if self._home is None:
+                import pwd
+
+                entry = pwd.getpwnam(self.user)
+                self._home = tempfile.mkdtemp(prefix="gconv-student-")
+                os.chown(self._home, entry.pw_uid, entry.pw_gid)
+            env.update(HOME=self._home, NUMBA_CACHE_DIR=os.path.join(self._home, "numba-cache"), USER=self.user)
+        return env
+
     def _start(self) -> None:
         parent, child = socket.socketpair()
-        self._log.seek(0)
-        self._log.truncate()  # the previous worker is dead: its output was read, and the size limit starts over
+        stderr_read, stderr_write = os.pipe()
+        user = {"user": self.user, "group": _group_of(self.user), "extra_groups": []} if self.user else {}
         try:
             self._process = subprocess.Popen(
                 [
                     sys.executable,
                     "-I",
-                    str(WORKER),
+                    "-c",
+                    WORKER.read_text(),  # the source itself: the worker's user may not be able to read the package
                     str(child.fileno()),
                     str(self.path),
                     ",".join(FORBIDDEN_MODULES),
                     str(os.getpid()),
-                    str(STDERR_LIMIT),
+                    str(FILE_SIZE_LIMIT),
+                    str(self.memory_limit),
                 ],
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,  # a print in an infinite loop must not fill the disk
-                stderr=self._log,  # bounded by the worker's RLIMIT_FSIZE
+                stderr=stderr_write,  # read (and bounded) by the grader: the student's writes never fail
                 cwd=str(self.path.parent),
-                env={**_worker_environment(), WORKER_MARK: self._mark},
+                env=self._environment(),
                 start_new_session=True,  # its own process group: close() kills whatever it forked too
+                **user,
             )
         finally:
             child.close()
+            os.close(stderr_write)
+        self.stderr.attach(stderr_read)
         self._connection = Connection(parent.detach())
         self._seen_signatures.clear()
         # The import report; importing is given the first-call allowance too (numba's own import is slow).
@@ -238,11 +323,11 @@ class StudentFile:
             )
         except StudentError as error:
             self.close()
-            self.verdict = f"{self.path.name} does not import: {error}"
+            self.verdict = f"{self.name} does not import: {error}"
             raise ExerciseVerdict(self.verdict) from None
         self._forbid(violations)
         if status == "error":
-            self.verdict = f"{self.path.name} does not import: {_describe_error(payload)}"
+            self.verdict = f"{self.name} does not import: {_describe_error(payload)}"
             self.close()
             raise ExerciseVerdict(self.verdict)
         self.functions = payload
@@ -263,16 +348,10 @@ class StudentFile:
             self._process = None
             if _adopting:
                 _kill_adopted(self._mark)
+            self.stderr.wait(0.5)
 
     def __del__(self) -> None:
         self.close()
-
-    def _log_tail(self) -> str:
-        self._log.seek(0, os.SEEK_END)
-        size = self._log.tell()
-        self._log.seek(max(0, size - 2000))
-        lines = [line for line in self._log.read().decode(errors="replace").splitlines() if line.strip()]
-        return lines[-1][:200] if lines else ""
 
     def _receive(self, timeout: float, doing: str, note: str = "", expect: type | None = None) -> tuple:
         """The worker's next message ``(status, payload, modified, violations)``, unpickled with :func:`safe_loads`.
@@ -304,11 +383,12 @@ class StudentFile:
             self.close()
             raise StudentError(f"sent a message that cannot be read {doing}")
         if message[0] == "error" and not _is_error_info(message[1]):
-            message = ("error", {"type": "UnknownError", "message": "", "line": None}, [], message[3])
+            message = ("error", {"type": "UnknownError", "message": "", "line": None}, {}, message[3])
         if expect is not None and message[0] == "ok" and not isinstance(message[1], expect):
             raise StudentError(f"sent a message that cannot be read {doing}")
         violations = message[3] if isinstance(message[3], list) else []
-        return message[0], message[1], message[2], [str(v) for v in violations]
+        extra = message[2] if isinstance(message[2], dict) else {}
+        return message[0], message[1], extra, [str(v) for v in violations]
 
     def _died(self, doing: str, start: float) -> None:
         assert self._process is not None
@@ -316,8 +396,8 @@ class StudentFile:
             code = self._process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             code = None
-        tail = self._log_tail()
         self.close()
+        tail = self.stderr.last_line()
         elapsed = time.monotonic() - start
         raise StudentError(
             f"the process running your code died {doing} (exit code {code}) after {elapsed:.1f} s"
@@ -332,25 +412,26 @@ class StudentFile:
             self.close()
             self._start()
 
-    def call(self, function: str, *args: Any, argument_names: tuple[str, ...] = ()) -> Any:
-        """``function(*args)`` in the worker; the student's result, or a :class:`GradingFailure` with one line.
-
-        A call that changes one of its array arguments fails (inputs must never be modified), naming the argument.
-        """
-        self._ensure_started()
-        if function not in [name for name in self.functions or [] if isinstance(name, str)]:
-            raise StudentError(f"{self.path.name} does not define {function}()")
-        signature = (function, *(_type_key(a) for a in args))
+    def _timeout_for(self, signature: tuple) -> tuple[float, str]:
         timeout, note = self.timeout, ""
         if signature not in self._seen_signatures and self.first_call_allowance:
             # After a timeout the file is known to hang somewhere: a long compile allowance for every later test
             # would turn one infinite loop into many minutes. A conv loop compiles in seconds; 15 s stays generous.
             allowance = self.first_call_allowance if not self._timeouts else min(self.first_call_allowance, 15.0)
             timeout, note = timeout + allowance, f"{allowance:g} s of it allowed for compiling; "
+        return timeout, note
+
+    def _request(self, kind: str, function: str, args: tuple, timeout: float | None = None) -> tuple:
+        """Send one request; (status, payload, extra) of the answer, after the whole-exercise checks."""
+        self._ensure_started()
+        if function not in [name for name in self.functions or [] if isinstance(name, str)]:
+            raise StudentError(f"{self.name} does not define {function}()")
+        signature = (function, *(_type_key(a) for a in args))
+        limit, note = self._timeout_for(signature)
         assert self._connection is not None
         start = time.monotonic()
-        self._connection.send(("call", function, args))
-        status, payload, modified, violations = self._receive(timeout, f"in {function}()", note)
+        self._connection.send((kind, function, args))
+        status, payload, extra, violations = self._receive(timeout or limit, f"in {function}()", note)
         self.last_call_seconds = time.monotonic() - start
         self._seen_signatures.add(signature)
         self._forbid(violations)
@@ -363,15 +444,61 @@ class StudentFile:
                 f"{function}() returned an object that cannot be graded ({payload['message']}): return plain "
                 "numpy.ndarray / int / tuple values as the docstring says"
             )
+        if status == "error" and payload["type"] == "MemoryError":
+            limit_gib = self.memory_limit / (1 << 30)
+            raise StudentError(
+                f"{function}() raised MemoryError"
+                + (f" (line {payload['line']})" if payload.get("line") else "")
+                + ": "
+                f"it tried to allocate past the grader's memory limit of {limit_gib:g} GiB per process"
+            )
         if status == "error":
             raise StudentError(f"{function}() raised {_describe_error(payload)}")
-        modified = [i for i in modified if type(i) is int] if isinstance(modified, list) else []
+        return status, payload, extra
+
+    def call(self, function: str, *args: Any, argument_names: tuple[str, ...] = ()) -> Any:
+        """``function(*args)`` in the worker; the student's result, or a :class:`GradingFailure` with one line.
+
+        A call that changes one of its array arguments fails (inputs must never be modified), naming the argument:
+        the worker sends the arguments back as they were after the call, and they are compared here, with this
+        process's own copy. A result that is, or shares memory with, an input fails too (the worker checks that
+        before pickling, where a view is still a view).
+        """
+        _, payload, extra = self._request("call", function, args)
+
+        def name(position: Any) -> str:
+            if type(position) is not int:
+                return "an argument"
+            return argument_names[position] if position < len(argument_names) else f"argument {position + 1}"
+
+        after = extra.get("after")
+        if not (isinstance(after, list) and len(after) == len(args)):
+            raise StudentError(f"{function}(): the worker's report cannot be read")
+        modified = [
+            i for i, (old, new) in enumerate(zip(args, after)) if type(old) is np.ndarray and not _same(old, new)
+        ]
         if modified:
-            names = [argument_names[i] if i < len(argument_names) else f"argument {i + 1}" for i in modified]
             raise StudentError(
-                f"{function}() modified its input {', '.join(names)} in place; inputs must stay unchanged "
-                "(work on a copy, e.g. np.pad returns a new array)"
+                f"{function}() modified its input {', '.join(map(name, modified))} in place; inputs must stay "
+                "unchanged (work on a copy, e.g. np.pad returns a new array)"
             )
+        aliases = extra.get("aliases")
+        if not isinstance(aliases, list):
+            raise StudentError(f"{function}(): the worker's report cannot be read")
+        if aliases:
+            where, position = aliases[0] if isinstance(aliases[0], tuple) and len(aliases[0]) == 2 else ("result", None)
+            raise StudentError(
+                f"{function}() returned its input {name(position)} itself (or a view of it) as {where}: return a new "
+                "array (e.g. .copy()), as the docstring says, so that changing the result cannot change the input"
+            )
+        return payload
+
+    def profile(self, function: str, *args: Any, timeout: float | None = None) -> dict[str, float]:
+        """Run ``function(*args)`` with the module's Numba dispatchers timed: {"total", "compiled", "compiled_calls"}
+        (seconds in the call, seconds inside compiled functions, how many compiled calls)."""
+        _, payload, _ = self._request("profile", function, args, timeout)
+        if not (isinstance(payload, dict) and all(type(payload.get(k)) in (int, float) for k in ("total", "compiled"))):
+            raise StudentError(f"{function}(): the worker's report cannot be read")
         return payload
 
     def numba_signatures(self) -> dict[str, int]:
@@ -382,6 +509,21 @@ class StudentFile:
         _, payload, _, violations = self._receive(self.timeout, "inspecting the module", expect=dict)
         self._forbid(violations)
         return {str(k): v for k, v in payload.items() if type(v) is int}
+
+
+def _same(old: np.ndarray, new: Any) -> bool:
+    """Whether an argument came back unchanged (NaN equal to NaN); compared in the grader's own process."""
+    if type(new) is not np.ndarray or new.shape != old.shape or new.dtype != old.dtype:
+        return False
+    return bool(np.array_equal(old, new, equal_nan=old.dtype.kind in "fc"))
+
+
+def _group_of(user: str | None) -> int | None:
+    if user is None:
+        return None
+    import pwd
+
+    return pwd.getpwnam(user).pw_gid
 
 
 def _type_key(value: Any) -> tuple:
@@ -406,7 +548,8 @@ def _describe_error(info: dict) -> str:
 
 def _worker_environment() -> dict[str, str]:
     # One BLAS thread per worker: grading runs next to other work, and a student's matmul does not need more.
-    env = dict(os.environ)
+    # The grader's own settings (the hidden cases' seed) stay with the grader.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GCONV_EDU_GRAD")}
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
     env.setdefault("MKL_NUM_THREADS", "1")

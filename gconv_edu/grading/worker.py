@@ -1,30 +1,32 @@
 """The process that runs a student's file: imports it, then answers calls until its pipe closes.
 
-Started by :class:`gconv_edu.grading.sandbox.StudentFile` as ``python -I worker.py FD PATH FORBIDDEN PARENT_PID
-STDERR_LIMIT``, in a session of its own, a
-plain script: it imports nothing of gconv_edu (a student file must not reach the reference implementation, and this
-process does not even have it loaded), and ``-I`` keeps the script's own folder off ``sys.path``.
+Started by :class:`gconv_edu.grading.sandbox.StudentFile` as ``python -I -c <this file's source> FD PATH FORBIDDEN
+PARENT_PID FILE_SIZE_LIMIT MEMORY_LIMIT``, in a session of its own (and, in the Gradescope build, as an unprivileged
+user that cannot read the grader's package: that is why its source is passed with ``-c``). A plain script: it imports
+nothing of gconv_edu (a student file must not reach the reference implementation).
 
 Why a process: an infinite loop inside a NumPy or Numba C loop cannot be interrupted by a signal, but a process can
 always be killed. The grader kills this one when a call runs past its timeout and starts a fresh one for the next test.
 
 Protocol (``multiprocessing.connection`` framing over one socket, pickled tuples):
-    -> ("call", function_name, args)            <- ("ok", result, modified_arg_positions, violations)
-    -> ("numba", None, None)                    <- ("ok", {name: ran_signatures}, [], violations)
-    <- ("error", {type, message, line, where})  on an exception in the student's code or an unpicklable result
-    <- ("error", {type: "UngradableResult", message: TYPE})  a result that is not plain data (see ``_ungradable``)
-The grader unpickles what comes back with an allow-list (NumPy arrays, scalars, dtypes, slices, builtin containers):
-the check here only gives a clearer message, the allow-list is what keeps a student's __reduce__ out of the grader.
-The first message the worker sends is the import report: ("ok", function_names, [], violations) or ("error", ...).
+    -> ("call", function_name, args)     <- ("ok", result, {"after": args_after_the_call, "aliases": [...]}, violations)
+    -> ("profile", function_name, args)  <- ("ok", {"total": s, "compiled": s, "compiled_calls": n}, {}, violations)
+    -> ("numba", None, None)             <- ("ok", {name: ran_signatures}, {}, violations)
+    <- ("error", {type, message, line}, {}, violations)  an exception in the student's code, or a result that is not
+                                                           plain data (type "UngradableResult", see ``_ungradable``)
+The grader compares ``after`` with its own copy of the arguments (so a student file that patches NumPy here cannot
+hide a modified input), and unpickles everything with an allow-list (NumPy arrays, scalars, dtypes, slices, builtin
+containers): the checks here only give clearer messages. The first message is the import report:
+("ok", function_names, {}, violations) or ("error", ...).
 """
 
 from __future__ import annotations
 
-import copy
 import importlib.abc
 import importlib.util
 import os
 import sys
+import time
 import traceback
 from multiprocessing.connection import Connection
 
@@ -59,19 +61,6 @@ def _error(error: BaseException, student_path: str) -> dict:
     return {"type": type(error).__name__, "message": message[:300], "line": line}
 
 
-def _modified(before: list, after: tuple) -> list[int]:
-    """Positions of array arguments whose values changed during the call (NaN compares equal to NaN)."""
-    import numpy as np
-
-    changed = []
-    for position, (old, new) in enumerate(zip(before, after)):
-        if isinstance(old, np.ndarray):
-            same = old.shape == new.shape and np.array_equal(old, new, equal_nan=old.dtype.kind in "fc")
-            if not same:
-                changed.append(position)
-    return changed
-
-
 def _type_name(value) -> str:
     kind = type(value)
     module = kind.__module__
@@ -103,23 +92,94 @@ def _ungradable(value, depth: int = 0) -> str | None:
     return next((found for part in parts if (found := _ungradable(part, depth + 1))), None)
 
 
-def _limit_output(limit: int) -> None:
-    """Writes past ``limit`` bytes into a file (stderr is one) fail with OSError (Python ignores SIGXFSZ)."""
+def _arrays(value, path: str = "result", depth: int = 0):
+    """(where, array) for every ndarray in a result: the result itself, or the items of a tuple/list result."""
+    if type(value).__module__.startswith("numpy") and hasattr(value, "__array_interface__"):
+        yield path, value
+    elif type(value) in (tuple, list) and depth < 3:
+        for index, part in enumerate(value):
+            yield from _arrays(part, f"{path}[{index}]", depth + 1)
+
+
+def _aliases(result, args, shares) -> list:
+    """(where in the result, argument position) for each result array that is, or shares memory with, an input.
+
+    Must run before pickling: a pickled view arrives in the grader as a copy. ``shares`` is ``np.shares_memory`` as it
+    was before the student's file was imported.
+    """
+    found = []
+    for where, array in _arrays(result):
+        for position, arg in enumerate(args):
+            if type(arg).__module__.startswith("numpy") and hasattr(arg, "__array_interface__"):
+                try:
+                    same = array is arg or shares(array, arg, max_work=1 << 20)
+                except Exception:  # too hard to decide: overlapping bounds, so treat as shared
+                    same = True
+                if same:
+                    found.append((where, position))
+    return found
+
+
+def _limit_resources(file_size: int, memory: int) -> None:
+    """Writes past ``file_size`` bytes into a file fail with OSError (Python ignores SIGXFSZ); allocations past
+    ``memory`` bytes of address space raise MemoryError (0: no limit). stderr is a pipe: not limited."""
     try:
         import resource
 
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+        if memory > 0:
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     except (ImportError, ValueError, OSError):
-        pass  # not POSIX: stderr stays unbounded
+        pass  # not POSIX: unbounded
+
+
+def _dispatchers(module) -> dict:
+    """Module-level Numba dispatchers of the student's module, by name."""
+    return {
+        name: value
+        for name, value in vars(module).items()
+        if type(value).__module__.startswith("numba") and hasattr(value, "signatures")
+    }
 
 
 def _numba_report(module) -> dict[str, int]:
     """Module-level Numba dispatchers and how many signatures each has compiled so far."""
-    report = {}
-    for name, value in vars(module).items():
-        if type(value).__module__.startswith("numba") and hasattr(value, "signatures"):
-            report[name] = len(value.signatures)
-    return report
+    return {name: len(value.signatures) for name, value in _dispatchers(module).items()}
+
+
+def _profile(module, name: str, args: tuple) -> dict:
+    """Run ``name(*args)`` with every module-level Numba dispatcher timed: how much of the call ran compiled code.
+
+    The outermost dispatcher call is timed (one compiled function calling another counts once).
+    """
+    clock, inside, depth = time.perf_counter, [0.0, 0], [0]
+    originals = _dispatchers(module)
+
+    def timed(dispatcher):
+        def call(*a, **k):
+            if depth[0]:
+                return dispatcher(*a, **k)
+            depth[0] += 1
+            start = clock()
+            try:
+                return dispatcher(*a, **k)
+            finally:
+                inside[0] += clock() - start
+                inside[1] += 1
+                depth[0] -= 1
+
+        return call
+
+    for key, dispatcher in originals.items():
+        setattr(module, key, timed(dispatcher))
+    start = clock()
+    try:
+        getattr(module, name)(*args)
+    finally:
+        total = clock() - start
+        for key, dispatcher in originals.items():
+            setattr(module, key, dispatcher)
+    return {"total": total, "compiled": inside[0], "compiled_calls": inside[1]}
 
 
 def _die_with_parent(parent: int) -> None:
@@ -135,11 +195,22 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def _send(connection: Connection, message: tuple) -> None:
+    try:
+        connection.send(message)
+    except Exception:  # e.g. a generator or a lambda: pickling fails before anything is written
+        info = {"type": "UnpicklableResult", "message": f"returned a {type(message[1]).__name__}", "line": None}
+        connection.send(("error", info, {}, message[3]))
+
+
 def main(argv: list[str]) -> None:
     fd, student_path, forbidden = int(argv[1]), argv[2], [name for name in argv[3].split(",") if name]
     _die_with_parent(int(argv[4]))
-    _limit_output(int(argv[5]))
+    _limit_resources(int(argv[5]), int(argv[6]))
     connection = Connection(fd)
+    import numpy as np  # before the student's code runs: the alias check keeps NumPy's own function
+
+    shares = np.shares_memory
     blocker = ForbiddenImportBlocker(forbidden, student_path)
     sys.meta_path.insert(0, blocker)
     # Student files may import a helper next to them (e.g. ex4 reusing their own ex3 im2col).
@@ -150,36 +221,36 @@ def main(argv: list[str]) -> None:
         sys.modules["student_exercise"] = module
         spec.loader.exec_module(module)
     except BaseException as error:  # SystemExit at import is an import failure too
-        connection.send(("error", _error(error, student_path), [], blocker.violations))
+        connection.send(("error", _error(error, student_path), {}, blocker.violations))
         return
     functions = [name for name, value in vars(module).items() if callable(value)]
-    connection.send(("ok", functions, [], blocker.violations))
+    connection.send(("ok", functions, {}, blocker.violations))
 
     while True:
         try:
             kind, name, args = connection.recv()
         except (EOFError, OSError):
             return
-        if kind == "numba":
-            connection.send(("ok", _numba_report(module), [], blocker.violations))
-            continue
-        before = [copy.deepcopy(a) for a in args]
         try:
+            if kind == "numba":
+                connection.send(("ok", _numba_report(module), {}, blocker.violations))
+                continue
+            if kind == "profile":
+                connection.send(("ok", _profile(module, name, args), {}, blocker.violations))
+                continue
             result = getattr(module, name)(*args)
         except BaseException as error:  # sys.exit() in student code is a failed call too, not the end of grading
-            connection.send(("error", _error(error, student_path), [], blocker.violations))
+            connection.send(("error", _error(error, student_path), {}, blocker.violations))
             continue
-        modified = _modified(before, args)
         odd = _ungradable(result)
         if odd:
             info = {"type": "UngradableResult", "message": odd, "line": None}
-            connection.send(("error", info, [], blocker.violations))
+            connection.send(("error", info, {}, blocker.violations))
             continue
-        try:
-            connection.send(("ok", result, modified, blocker.violations))
-        except Exception:  # e.g. a generator or a lambda: pickling fails before anything is written
-            info = {"type": "UnpicklableResult", "message": f"returned a {type(result).__name__}", "line": None}
-            connection.send(("error", info, [], blocker.violations))
+        after = [a if type(a) is np.ndarray else None for a in args]
+        _send(
+            connection, ("ok", result, {"after": after, "aliases": _aliases(result, args, shares)}, blocker.violations)
+        )
 
 
 if __name__ == "__main__":

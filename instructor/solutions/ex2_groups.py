@@ -1,4 +1,4 @@
-"""Reference solution of ex1: channel groups and what a grouped convolution costs."""
+"""Reference solution of ex2: channel groups and what a grouped convolution costs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reference solution of ex6: ShuffleNet's channel shuffle and its gradient."""
+"""Reference solution of ex5: ShuffleNet's channel shuffle and its gradient."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reference solution of ex5: the grouped forward pass as direct loops compiled by Numba."""
+"""Reference solution of ex6: the grouped forward pass as direct loops compiled by Numba."""
 
 from __future__ import annotations
 

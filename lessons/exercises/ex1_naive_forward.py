@@ -1,6 +1,6 @@
-"""Exercise 2: the grouped convolution's forward pass, with explicit loops.
+"""Exercise 1: the grouped convolution's forward pass, with explicit loops.
 
-Grade it with:  gconv-edu grade lessons/exercises/ex2_naive_forward.py
+Grade it with:  gconv-edu grade lessons/exercises/ex1_naive_forward.py
 Use NumPy only; do not import gconv_edu (the grader gives no credit for a file that does).
 """
 
@@ -24,4 +24,4 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
                                 xpad[n, g*Cg + c, i*sh + p*dh, j*sw + q*dw] * weight[k, c, p, q]
     Do not modify x, weight or bias.
     """
-    raise NotImplementedError("ex2: conv2d_forward")
+    raise NotImplementedError("ex1: conv2d_forward")

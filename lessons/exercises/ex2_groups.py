@@ -1,6 +1,6 @@
-"""Exercise 1: which channels each group owns, and what a grouped convolution costs.
+"""Exercise 2: which channels each group owns, and what a grouped convolution costs.
 
-Grade it with:  gconv-edu grade lessons/exercises/ex1_groups.py
+Grade it with:  gconv-edu grade lessons/exercises/ex2_groups.py
 Use only Python (and NumPy if you like); do not import gconv_edu.
 """
 
@@ -18,7 +18,7 @@ def group_slices(c_in: int, c_out: int, groups: int) -> list[tuple[slice, slice]
         [(slice(in_start, in_stop), slice(out_start, out_stop)) for g in range(G)]
         e.g. group_slices(4, 6, 2) has 2 pairs; the first is (slice(0, 2), slice(0, 3)).
     """
-    raise NotImplementedError("ex1: group_slices")
+    raise NotImplementedError("ex2: group_slices")
 
 
 def conv_cost(
@@ -34,4 +34,4 @@ def conv_cost(
         multiply_adds = C_out * H_out * W_out * (C_in / G) * kH * kW   (each output value sums C_in/G * kH * kW
                         products; bias additions are not counted)
     """
-    raise NotImplementedError("ex1: conv_cost")
+    raise NotImplementedError("ex2: conv_cost")

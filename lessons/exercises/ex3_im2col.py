@@ -22,9 +22,9 @@ def im2col(x, kernel_size, stride, padding, dilation):
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
-    """The same function as ex2's conv2d_forward, computed with im2col and one batched matrix product.
+    """The same function as ex1's conv2d_forward, computed with im2col and one batched matrix product.
 
-    Inputs: as in ex2 (x (N, C_in, H, W), weight (C_out, C_in // G, kH, kW), bias (C_out,) or None, pairs, groups).
+    Inputs: as in ex1 (x (N, C_in, H, W), weight (C_out, C_in // G, kH, kW), bias (C_out,) or None, pairs, groups).
     Returns: y (N, C_out, H_out, W_out) with x's dtype.
     Idea: cols (N, C_in*kH*kW, L) -> (N, G, C_in/G*kH*kW, L) (a group's rows are contiguous, channels come first);
           weight -> (G, C_out/G, C_in/G*kH*kW);  then

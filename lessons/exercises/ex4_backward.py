@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 def conv2d_backward(dy, x, weight, stride, padding, dilation, groups):
-    """Gradients of a loss L through ex2's conv2d_forward, given dy = dL/dy.
+    """Gradients of a loss L through ex1's conv2d_forward, given dy = dL/dy.
 
     Inputs:
         dy: (N, C_out, H_out, W_out); x: (N, C_in, H, W); weight: (C_out, C_in // G, kH, kW)

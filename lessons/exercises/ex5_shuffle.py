@@ -1,6 +1,6 @@
-"""Exercise 6: ShuffleNet's channel shuffle and its gradient.
+"""Exercise 5: ShuffleNet's channel shuffle and its gradient.
 
-Grade it with:  gconv-edu grade lessons/exercises/ex6_shuffle.py
+Grade it with:  gconv-edu grade lessons/exercises/ex5_shuffle.py
 Use NumPy only; do not import gconv_edu.
 """
 
@@ -14,7 +14,7 @@ def channel_shuffle(x, groups):
     Returns: y (N, C, H, W), a new array: view the channels as a (G, C/G) grid, transpose it to (C/G, G), flatten.
              Output channel k*G + g is input channel g*(C/G) + k. E.g. C=6, G=2: y takes channels 0, 3, 1, 4, 2, 5.
     """
-    raise NotImplementedError("ex6: channel_shuffle")
+    raise NotImplementedError("ex5: channel_shuffle")
 
 
 def channel_shuffle_backward(dy, groups):
@@ -22,4 +22,4 @@ def channel_shuffle_backward(dy, groups):
 
     A permutation's gradient routes each value back where it came from: the inverse permutation.
     """
-    raise NotImplementedError("ex6: channel_shuffle_backward")
+    raise NotImplementedError("ex5: channel_shuffle_backward")

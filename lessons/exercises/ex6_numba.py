@@ -1,6 +1,6 @@
-"""Exercise 5: the grouped forward pass as direct loops compiled with Numba.
+"""Exercise 6: the grouped forward pass as direct loops compiled with Numba.
 
-Grade it with:  gconv-edu grade lessons/exercises/ex5_numba.py
+Grade it with:  gconv-edu grade lessons/exercises/ex6_numba.py
 (the first call of each argument type compiles: the grader allows it extra time). Use NumPy and Numba only.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
-    """ex2's conv2d_forward, with its loops in a function decorated with @numba.njit (defined at module level).
+    """ex1's conv2d_forward, with its loops in a function decorated with @numba.njit (defined at module level).
 
     Inputs:  x (N, C_in, H, W), weight (C_out, C_in // G, kH, kW), bias (C_out,) or None, stride/padding/dilation
              (h, w) pairs, groups G.
@@ -17,4 +17,4 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     Suggested split: pad with np.pad and handle bias=None here, in Python; pass only arrays and ints to the
     compiled loop function (each new combination of argument types is a new compilation).
     """
-    raise NotImplementedError("ex5: conv2d_forward")
+    raise NotImplementedError("ex6: conv2d_forward")

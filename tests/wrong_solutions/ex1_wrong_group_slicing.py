@@ -1,4 +1,4 @@
-"""Reference solution of ex2: the grouped forward pass with explicit loops."""
+"""Reference solution of ex1: the grouped forward pass with explicit loops."""
 
 from __future__ import annotations
 

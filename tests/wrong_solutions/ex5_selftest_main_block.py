@@ -1,4 +1,4 @@
-"""Right: a correct ex6 with a self-test that imports gconv_edu, only under ``if __name__ == "__main__":`` (never run
+"""Right: a correct ex5 with a self-test that imports gconv_edu, only under ``if __name__ == "__main__":`` (never run
 by the grader). It must score full marks."""
 
 from __future__ import annotations

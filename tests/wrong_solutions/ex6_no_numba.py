@@ -1,4 +1,4 @@
-"""A wrong ex5: right answers from plain Python loops, no Numba (too slow for real sizes, and not the exercise)."""
+"""A wrong ex6: right answers from plain Python loops, no Numba (too slow for real sizes, and not the exercise)."""
 
 from __future__ import annotations
 

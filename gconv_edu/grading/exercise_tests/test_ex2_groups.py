@@ -1,4 +1,4 @@
-"""ex1: which channels each group owns, and what a grouped convolution costs."""
+"""ex2: which channels each group owns, and what a grouped convolution costs."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from gconv_edu.geometry import ConvGeometry
+from gconv_edu.grading.cases import HIDDEN_CASES, hidden_group_cases
 from gconv_edu.grading.checks import check_equal, fail
+from gconv_edu.grading.errors import GradingFailure, StudentError
 from gconv_edu.groups import group_slices
 
-EXERCISE = "ex1"
+EXERCISE = "ex2"
 ARGS = {
     "group_slices": ("c_in", "c_out", "groups"),
     "conv_cost": ("c_in", "c_out", "kernel_size", "out_size", "groups", "bias"),
@@ -45,11 +47,15 @@ def _as_ranges(pairs, c_in, c_out, label):
     return ranges
 
 
-@pytest.mark.points(5)
+@pytest.mark.points(4)
 @pytest.mark.parametrize("c_in, c_out, groups", SLICE_CASES, ids=[f"{a}-{b}-g{g}" for a, b, g in SLICE_CASES])
 def test_group_slices(student, c_in, c_out, groups):
     """group_slices"""
-    label = f"c_in={c_in}, c_out={c_out}, groups={groups}"
+    check_group_slices(student, c_in, c_out, groups)
+
+
+def check_group_slices(student, c_in, c_out, groups, label=None):
+    label = label or f"c_in={c_in}, c_out={c_out}, groups={groups}"
     got = _as_ranges(
         student.call("group_slices", c_in, c_out, groups, argument_names=ARGS["group_slices"]), c_in, c_out, label
     )
@@ -79,17 +85,20 @@ def test_group_slices(student, c_in, c_out, groups):
 
 def _cost_reference(c_in, c_out, kernel, out_size, groups, bias):
     """(parameters, multiply-adds) from ConvGeometry, for one sample (an input of the size that gives out_size)."""
-    geom = ConvGeometry.from_shapes(
-        (1, c_in, out_size[0] + kernel[0] - 1, out_size[1] + kernel[1] - 1),
-        (c_out, c_in // groups, *kernel),
-        (c_out,) if bias else None,
+    geom = ConvGeometry.from_layer(
+        c_in,
+        c_out,
+        kernel,
         groups=groups,
+        bias=bias,
+        height=out_size[0] + kernel[0] - 1,
+        width=out_size[1] + kernel[1] - 1,
     )
     assert geom.out_h == out_size[0] and geom.out_w == out_size[1]
     return geom.params, geom.macs
 
 
-@pytest.mark.points(5)
+@pytest.mark.points(4)
 @pytest.mark.parametrize(
     "c_in, c_out, kernel, out_size, groups, bias",
     COST_CASES,
@@ -99,7 +108,13 @@ def _cost_reference(c_in, c_out, kernel, out_size, groups, bias):
 )
 def test_conv_cost(student, c_in, c_out, kernel, out_size, groups, bias):
     """conv_cost"""
-    label = f"c_in={c_in}, c_out={c_out}, kernel_size={kernel}, out_size={out_size}, groups={groups}, bias={bias}"
+    check_conv_cost(student, c_in, c_out, kernel, out_size, groups, bias)
+
+
+def check_conv_cost(student, c_in, c_out, kernel, out_size, groups, bias, label=None):
+    label = label or (
+        f"c_in={c_in}, c_out={c_out}, kernel_size={kernel}, out_size={out_size}, groups={groups}, bias={bias}"
+    )
     got = student.call("conv_cost", c_in, c_out, kernel, out_size, groups, bias, argument_names=ARGS["conv_cost"])
     if not (isinstance(got, (tuple, list, np.ndarray)) and len(got) == 2):
         fail(f"conv_cost should return a pair (parameters, multiply_adds), got {got!r}", label)
@@ -138,3 +153,17 @@ def test_conv_cost(student, c_in, c_out, kernel, out_size, groups, bias):
             lambda: "multiply-adds = C_out * H_out * W_out * (C_in/G) * kH * kW",
         ],
     )
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("number", range(1, HIDDEN_CASES + 1))
+def test_hidden(student, hidden_seed, number):
+    """group_slices and conv_cost, hidden case"""
+    c_in, c_out, groups = hidden_group_cases(hidden_seed)[number - 1]
+    kernel, out_size = (1 + number % 3, 1 + (number * 2) % 3), (2 + number, 7 - number)
+    try:
+        check_group_slices(student, c_in, c_out, groups, label="hidden")
+        check_conv_cost(student, c_in, c_out, kernel, out_size, groups, number % 2 == 0, label="hidden")
+    except GradingFailure as error:
+        message = str(error).removesuffix(" [hidden]").split("; hint:")[0]
+        raise StudentError(f"hidden case {number} (groups={groups}): wrong: {message}") from None

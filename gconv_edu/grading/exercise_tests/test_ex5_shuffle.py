@@ -1,14 +1,16 @@
-"""ex6: ShuffleNet's channel shuffle and its gradient."""
+"""ex5: ShuffleNet's channel shuffle and its gradient."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from gconv_edu.grading.cases import HIDDEN_CASES, hidden_shuffle_cases
 from gconv_edu.grading.checks import check_array, close
+from gconv_edu.grading.errors import GradingFailure, StudentError
 from gconv_edu.groups import channel_shuffle, channel_shuffle_backward
 
-EXERCISE = "ex6"
+EXERCISE = "ex5"
 CASES = [
     ("groups2", (2, 6, 3, 3), 2, "float64", 601),
     ("groups3", (2, 6, 2, 3), 3, "float64", 602),
@@ -23,7 +25,7 @@ def _data(shape, dtype, seed):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
-@pytest.mark.points(5)
+@pytest.mark.points(4)
 @PARAMS
 def test_channel_shuffle(student, name, shape, groups, dtype, seed):
     """channel_shuffle"""
@@ -53,7 +55,7 @@ def test_channel_shuffle(student, name, shape, groups, dtype, seed):
     )
 
 
-@pytest.mark.points(5)
+@pytest.mark.points(4)
 @PARAMS
 def test_channel_shuffle_backward(student, name, shape, groups, dtype, seed):
     """channel_shuffle_backward"""
@@ -80,3 +82,19 @@ def test_channel_shuffle_backward(student, name, shape, groups, dtype, seed):
             ),
         ],
     )
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("number", range(1, HIDDEN_CASES + 1))
+def test_hidden(student, hidden_seed, number):
+    """channel_shuffle and its gradient, hidden case"""
+    shape, groups, dtype, seed = hidden_shuffle_cases(hidden_seed)[number - 1]
+    x = _data(shape, dtype, seed)
+    try:
+        got = student.call("channel_shuffle", x, groups, argument_names=("x", "groups"))
+        check_array("y", got, channel_shuffle(x.astype(np.float64), groups), dtype, "hidden")
+        got = student.call("channel_shuffle_backward", x, groups, argument_names=("dy", "groups"))
+        check_array("dx", got, channel_shuffle_backward(x.astype(np.float64), groups), dtype, "hidden")
+    except GradingFailure as error:
+        message = str(error).removesuffix(" [hidden]")
+        raise StudentError(f"hidden case {number} (groups={groups}, {dtype}): wrong: {message}") from None
