@@ -96,8 +96,6 @@ def _run_on_device(backend: Backend, on_gpu: bool, function: Any, *arrays: Any) 
             f"backend={backend.name!r} runs on the CPU but the arrays are CuPy arrays; "
             "use a GPU backend ('cupy', 'cupy-raw', 'auto') or pass NumPy arrays"
         )
-    if backend.name == "numba":
-        numba_compile_notice()  # once per process, and only when the kernels' disk cache is cold
     if backend.device == "gpu" and not on_gpu:
         import cupy
 
@@ -140,6 +138,8 @@ def conv2d(
         x.shape, weight.shape, None if bias is None else bias.shape, stride, padding, dilation, groups
     )
     chosen = resolve_backend(backend, geom, on_gpu)
+    if chosen.name == "numba":
+        numba_compile_notice("forward")  # one line, once, only when the kernel's disk cache is cold
     return _run_on_device(chosen, on_gpu, lambda x, w, b: chosen.forward(x, w, b, geom), x, weight, bias)
 
 
@@ -167,4 +167,6 @@ def conv2d_backward(
     if tuple(dy.shape) != geom.y_shape:
         raise ValueError(f"dy.shape={tuple(dy.shape)} must be the output shape {geom.y_shape} (N, C_out, H_out, W_out)")
     chosen = resolve_backend(backend, geom, on_gpu)
+    if chosen.name == "numba":
+        numba_compile_notice("backward")
     return _run_on_device(chosen, on_gpu, lambda d, x, w: chosen.backward(d, x, w, geom), dy, x, weight)

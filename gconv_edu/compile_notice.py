@@ -1,21 +1,24 @@
 """A one-line notice before the first Numba compile, so that a person waiting knows why nothing happens.
 
 The numba backend's kernels are compiled on their first call and cached on disk (``cache=True``); a cold cache costs
-seconds, a warm one almost nothing. :func:`numba_compile_notice` is called by the API's dispatch before every numba
-call: it looks at the kernels' on-disk caches once per process and prints to stderr only when one is cold.
+seconds, a warm one almost nothing. :func:`numba_compile_notice` is called by :func:`gconv_edu.conv2d` (``"forward"``)
+and :func:`gconv_edu.conv2d_backward` (``"backward"``) before a numba call: once per process and direction it looks
+at those kernels' on-disk caches and prints to stderr only when one is cold. A cache holding the kernel for another
+dtype counts as warm (the notice is about the first use on a machine, not about every new signature).
 """
 
 from __future__ import annotations
 
 import sys
 
-# Measured on the 2-core development machine (cold NUMBA_CACHE_DIR, float64): forward 11 s, first backward 34 s.
-NOTICE = (
-    "gconv-edu: compiling the numba kernels, about 15 s (the first backward pass: 30 s more), once: "
-    "later runs load them from the disk cache"
-)
-_KERNELS = ("_forward_kernel", "_backward_input_kernel", "_backward_weight_kernel")
-_checked = False
+# Measured on the 2-core development machine from a cold NUMBA_CACHE_DIR, float64: forward 11 s, first backward 34 s.
+KERNELS = {
+    "forward": ("_forward_kernel",),
+    "backward": ("_backward_input_kernel", "_backward_weight_kernel"),
+}
+SECONDS = {"forward": 15, "backward": 30}
+NOTICE = "gconv-edu: compiling the numba kernels ({direction}), about {seconds} s, once: later runs load them from disk"
+_checked: set[str] = set()
 
 
 def _cache_is_warm(dispatcher: object) -> bool:
@@ -32,15 +35,17 @@ def _cache_is_warm(dispatcher: object) -> bool:
         return False
 
 
-def numba_compile_notice() -> bool:
-    """Print the notice (once per process) if any numba kernel would compile now; True when it printed."""
-    global _checked
-    if _checked:
+def numba_compile_notice(direction: str = "forward") -> bool:
+    """Print the notice for ``direction`` ("forward" or "backward") once per process if its kernels would compile
+    now (their disk cache is cold); True when it printed."""
+    if direction not in KERNELS:
+        raise ValueError(f"direction={direction!r} must be one of {sorted(KERNELS)}")
+    if direction in _checked:
         return False
-    _checked = True
+    _checked.add(direction)
     from .backends import numba_cpu
 
-    if all(_cache_is_warm(getattr(numba_cpu, name, None)) for name in _KERNELS):
+    if all(_cache_is_warm(getattr(numba_cpu, name, None)) for name in KERNELS[direction]):
         return False
-    print(NOTICE, file=sys.stderr, flush=True)
+    print(NOTICE.format(direction=direction, seconds=SECONDS[direction]), file=sys.stderr, flush=True)
     return True

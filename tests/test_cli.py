@@ -236,19 +236,37 @@ def test_figures_default_to_the_current_folder_outside_a_checkout(tmp_path, monk
 
 
 # --------------------------------------------------------------------------- numba's first compile
-def test_numba_notice_once_and_only_for_a_cold_cache(monkeypatch, capsys):
+def test_numba_notice_once_per_direction_and_only_for_a_cold_cache(monkeypatch, capsys):
     from gconv_edu import compile_notice
 
-    monkeypatch.setattr(compile_notice, "_checked", False)
+    monkeypatch.setattr(compile_notice, "_checked", set())
     monkeypatch.setattr(compile_notice, "_cache_is_warm", lambda dispatcher: False)
-    assert compile_notice.numba_compile_notice() is True
-    assert compile_notice.numba_compile_notice() is False  # once per process
-    err = capsys.readouterr().err
-    assert err.count("compiling the numba kernels, about 15 s") == 1 and err.count("\n") == 1
-    monkeypatch.setattr(compile_notice, "_checked", False)
+    assert compile_notice.numba_compile_notice("forward") is True
+    assert compile_notice.numba_compile_notice("forward") is False  # once per process
+    assert compile_notice.numba_compile_notice("backward") is True  # its own kernels, its own line
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "gconv-edu: compiling the numba kernels (forward), about 15 s, once: later runs load them from disk",
+        "gconv-edu: compiling the numba kernels (backward), about 30 s, once: later runs load them from disk",
+    ]
+    monkeypatch.setattr(compile_notice, "_checked", set())
     monkeypatch.setattr(compile_notice, "_cache_is_warm", lambda dispatcher: True)
-    assert compile_notice.numba_compile_notice() is False
+    assert compile_notice.numba_compile_notice("forward") is False
     assert capsys.readouterr().err == ""
+    with pytest.raises(ValueError, match="direction='sideways'"):
+        compile_notice.numba_compile_notice("sideways")
+
+
+def test_numba_notice_is_asked_only_about_the_kernels_a_call_uses(monkeypatch):
+    """A warm forward cache with a cold backward one: a forward call prints nothing (the bug: it did)."""
+    from gconv_edu import compile_notice
+    from gconv_edu.backends import numba_cpu
+
+    monkeypatch.setattr(compile_notice, "_checked", set())
+    warm = {numba_cpu._forward_kernel}
+    monkeypatch.setattr(compile_notice, "_cache_is_warm", lambda dispatcher: dispatcher in warm)
+    assert compile_notice.numba_compile_notice("forward") is False
+    assert compile_notice.numba_compile_notice("backward") is True
 
 
 def test_numba_cache_warmth_is_read_from_memory_and_from_disk(tmp_path):
@@ -272,20 +290,19 @@ def test_numba_cache_warmth_is_read_from_memory_and_from_disk(tmp_path):
     assert [r.stdout.split() for r in runs] == [["False", "True"], ["True", "True"]], [r.stderr for r in runs]
 
 
-def test_api_dispatch_announces_numba_only(monkeypatch):
-    """The hook sits in the API's dispatch: a numba call asks for the notice, another backend does not."""
+def test_api_announces_numba_only_and_names_the_direction(monkeypatch):
+    """The hook sits in conv2d / conv2d_backward (after the backend is chosen): numba asks, other backends do not."""
+    import numpy as np
+
     from gconv_edu import api
-    from gconv_edu.backends import get_backend
 
     calls = []
-    monkeypatch.setattr(api, "numba_compile_notice", lambda: calls.append(1))
-    api._run_on_device(get_backend("im2col"), False, lambda: None)
+    monkeypatch.setattr(api, "numba_compile_notice", calls.append)
+    x, weight, dy = np.ones((1, 2, 4, 4)), np.ones((2, 1, 3, 3)), np.ones((1, 2, 2, 2))
+    gc.conv2d(x, weight, groups=2, backend="im2col")
+    gc.conv2d_backward(dy, x, weight, groups=2, backend="im2col")
     assert calls == []
-    api._run_on_device(get_backend("numba"), False, lambda: None)  # the kernel itself is not needed here
-    assert calls == [1]
-
-
-def test_info_says_when_the_im2col_workspace_setting_is_invalid(capsys, monkeypatch):
-    monkeypatch.setenv("GCONV_IM2COL_WORKSPACE_MB", "nan")
-    assert main(["info"]) == 0
-    assert re.search(r"^INVALID GCONV_IM2COL_WORKSPACE_MB: .*nan", capsys.readouterr().out, re.MULTILINE)
+    if "numba" in gc.available_backends():
+        gc.conv2d(x, weight, groups=2, backend="numba")
+        gc.conv2d_backward(dy, x, weight, groups=2, backend="numba")
+        assert calls == ["forward", "backward"]
