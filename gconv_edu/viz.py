@@ -28,6 +28,12 @@ from .groups import group_of_channel
 # Okabe-Ito, reordered so that the first colours are the most distinct on white (yellow is last but one).
 PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 NEUTRAL = "#9A9A9A"  # things that belong to no group (shuffles, dense layers, reference lines)
+# Backends and libraries are a different quantity from groups, so they get a different palette: Paul Tol's "muted"
+# dark tones (colour-blind safe), none of which is an Okabe-Ito group colour. Figures also give each its own marker.
+BACKEND_PALETTE: tuple[str, ...] = ("#332288", "#882255", "#117733", "#999933", "#AA4499", "#44AA99", "#661100")
+# Classes of the lesson 10 data set: a third quantity, drawn with Tol's "bright" blue/red-purple/yellow/grey, which
+# stay distinct under deuteranopia and protanopia (no red-green pair).
+CLASS_PALETTE: tuple[str, ...] = ("#4477AA", "#AA3377", "#CCBB44", "#BBBBBB", "#66CCEE", "#228833")
 
 
 # --------------------------------------------------------------------------- where figures go
@@ -73,6 +79,11 @@ def save(fig: Any, name: str, dpi: int = 110) -> Path:
 
 
 # --------------------------------------------------------------------------- colours
+def backend_color(index: int) -> str:
+    """The colour of the ``index``-th backend or library in a figure (never a group colour)."""
+    return BACKEND_PALETTE[index % len(BACKEND_PALETTE)]
+
+
 def group_color(group: int) -> str:
     """The colour of group ``group`` (0-based) in every figure of the course."""
     return PALETTE[group % len(PALETTE)]

@@ -206,9 +206,9 @@ check("multiply-add count matches ConvGeometry.macs", geometry.macs == 2 * 4 * 6
 # - With C_in input channels every filter has C_in * kH * kW weights and reads every input channel.
 #   Lesson 2 asks: what if each filter read only some of the channels?
 #
-# **Exercise:** `lessons/exercises/ex2_naive_forward.py` (write the loop yourself, with stride, padding, dilation and,
-# after lesson 2, groups); grade it with `gconv-edu grade lessons/exercises/ex2_naive_forward.py`.
+# **Exercise:** `lessons/exercises/ex1_naive_forward.py` (write the loop yourself, with stride, padding, dilation and,
+# after lesson 2, groups); grade it with `gconv-edu grade lessons/exercises/ex1_naive_forward.py`.
 
 # %%
-print("\nExercise: lessons/exercises/ex2_naive_forward.py")
-print("grade it with: gconv-edu grade lessons/exercises/ex2_naive_forward.py")
+print("\nExercise: lessons/exercises/ex1_naive_forward.py")
+print("grade it with: gconv-edu grade lessons/exercises/ex1_naive_forward.py")

@@ -1,12 +1,16 @@
 # %% [markdown]
 # # Lesson 2: how channels partition into groups
 #
-# In lesson 1 every filter read every input channel. A *grouped* convolution (AlexNet, 2012: "filter groups") cuts
+# In lesson 1 every filter read every input channel. A *grouped* convolution cuts
 # the C_in input channels into G equal groups and the C_out filters into G equal groups; the filters of group g read
 # only the input channels of group g. Group g owns
 #
 # - input channels `[g*C_in/G, (g+1)*C_in/G)`, output channels `[g*C_out/G, (g+1)*C_out/G)`,
 # - and each of its filters has shape `(C_in/G, kH, kW)`: the weight tensor is `(C_out, C_in/G, kH, kW)`.
+#
+# AlexNet (Krizhevsky et al. 2012, section 3.2) did this without naming it: its conv2, conv4 and conv5 kernels "take
+# input only from those kernel maps ... which reside on the same GPU". "Filter groups" is a later name (Ioannou et
+# al. 2017, "Deep Roots"); PyTorch and Caffe call the parameter `groups`.
 #
 # G = 1 is the ordinary (dense) convolution; G = C_in is *depthwise* (one input channel per filter, lesson 6).
 # We check two equivalent views: G independent small convolutions, and one dense convolution whose weight is zero
@@ -48,7 +52,8 @@ check(
 # %% [markdown]
 # ### Figure: the channel-to-filter connections
 #
-# Each line is one `(C_in/G) x kH x kW` slice of weights: a filter reading an input channel. With G groups the
+# Each line is one `kH x kW` slice of weights, `weight[k, c]`: filter k reading input channel c of its group (a
+# filter is `C_in/G` such slices stacked). With G groups the
 # diagram falls apart into G disconnected pieces, and the number of lines (the weights) drops by G.
 
 # %%
@@ -144,10 +149,10 @@ check(
 # - Group g: inputs `[g*C_in/G, (g+1)*C_in/G)`, outputs `[g*C_out/G, (g+1)*C_out/G)`; weight `(C_out, C_in/G, kH, kW)`.
 # - grouped conv == G separate convolutions == dense conv with a block-diagonal weight (1 - 1/G of it zero).
 #
-# **Exercise:** `lessons/exercises/ex1_groups.py` (`group_slices` and `conv_cost`; lesson 3 has the cost formulas),
-# then add groups to your loop in `ex2_naive_forward.py`. Grade with
-# `gconv-edu grade lessons/exercises/ex1_groups.py lessons/exercises/ex2_naive_forward.py`.
+# **Exercise:** `lessons/exercises/ex2_groups.py` (`group_slices` and `conv_cost`; lesson 3 has the cost formulas),
+# then add groups to your loop in `ex1_naive_forward.py`. Grade with
+# `gconv-edu grade lessons/exercises/ex2_groups.py lessons/exercises/ex1_naive_forward.py`.
 
 # %%
-print("\nExercise: lessons/exercises/ex1_groups.py (and groups in ex2_naive_forward.py)")
-print("grade it with: gconv-edu grade lessons/exercises/ex1_groups.py lessons/exercises/ex2_naive_forward.py")
+print("\nExercise: lessons/exercises/ex2_groups.py (and groups in ex1_naive_forward.py)")
+print("grade it with: gconv-edu grade lessons/exercises/ex2_groups.py lessons/exercises/ex1_naive_forward.py")

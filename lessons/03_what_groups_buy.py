@@ -66,8 +66,9 @@ check("FLOPs x G is the same for every G", len(set(flops * np.array(divisors))) 
 # %% [markdown]
 # ## Step 3: the same FLOPs, a wider layer
 #
-# At fixed FLOPs, G groups allow C' = C * sqrt(G) channels (FLOPs grow with C'^2 / G). That is the seed's "wider
-# networks" claim, and ResNeXt's cardinality argument. A wider layer has more *activations* though, which costs memory.
+# At fixed FLOPs, ONE layer with G groups can have C' = C * sqrt(G) channels (FLOPs grow with C'^2 / G). That is the
+# arithmetic behind the seed's "wider networks" claim, and only that: it is not ResNeXt's argument (step 5 shows
+# ResNeXt's, from its paper). A wider layer has more *activations* though, which costs memory.
 
 # %%
 print(f"{'G':>4} {'channels at equal FLOPs':>24} {'GFLOP':>7} {'activation MiB':>15}")
@@ -140,13 +141,14 @@ viz.save(fig, "03_cost_vs_groups.png")
 #   alexnet-conv2 to 22,000x for mobilenet-dw, at batch 8). So "more memory-efficient" is true of the *weights*
 #   only; AlexNet's memory problem was solved by putting half the channels on each GPU (lesson 8), which is a
 #   different thing.
-# - At equal FLOPs, G groups pay for sqrt(G) times more channels: the "wider networks" claim, with its activation
-#   cost.
+# - At equal FLOPs, one layer with G groups pays for sqrt(G) times more channels (arithmetic), with its activation
+#   cost. ResNeXt's claim is different and empirical: at equal block complexity (bottleneck width shrunk as
+#   cardinality grows, beside dense 1x1 layers) 32x4d is more accurate than 1x64d (its Table 3, quoted in step 5).
 # - Fewer FLOPs do not mean proportionally less time: lesson 7 shows why (arithmetic intensity).
 #
-# **Exercise:** `conv_cost` in `lessons/exercises/ex1_groups.py`; grade it with
-# `gconv-edu grade lessons/exercises/ex1_groups.py`.
+# **Exercise:** `conv_cost` in `lessons/exercises/ex2_groups.py`; grade it with
+# `gconv-edu grade lessons/exercises/ex2_groups.py`.
 
 # %%
-print("\nExercise: conv_cost in lessons/exercises/ex1_groups.py")
-print("grade it with: gconv-edu grade lessons/exercises/ex1_groups.py")
+print("\nExercise: conv_cost in lessons/exercises/ex2_groups.py")
+print("grade it with: gconv-edu grade lessons/exercises/ex2_groups.py")

@@ -161,8 +161,9 @@ viz.save(fig, "05_gradients_stay_in_group.png")
 #
 # - `db = sum dy`, `dw = x correlated with dy`, `dx = dy scattered back through w` (a full convolution with the
 #   flipped filter); all three checked by finite differences.
-# - With groups, both the forward and the backward pass of group g touch only group g's channels. That is what
-#   makes AlexNet's split across two GPUs work without exchanging gradients between them (lesson 8).
+# - With groups, both the forward and the backward pass of group g touch only group g's channels. So a grouped
+#   layer split across two GPUs by groups needs no communication in either pass; AlexNet's towers still exchange
+#   activations and their gradients at conv3 and at the fully connected layers, which are dense (lesson 8).
 #
 # **Exercise:** `lessons/exercises/ex4_backward.py` (`conv2d_backward` with stride, padding, dilation and groups);
 # grade it with `gconv-edu grade lessons/exercises/ex4_backward.py`.

@@ -184,12 +184,14 @@ viz.save(fig, "06_channel_shuffle.png")
 # - Depthwise (G = C_in) filters space per channel; pointwise (1x1) mixes channels per pixel; depthwise then pointwise
 #   is a dense convolution with a factorised weight, at `1/C_out + 1/k^2` of its FLOPs.
 # - Grouped layers in a stack stay G separate networks unless something mixes the groups: a pointwise dense layer
-#   (MobileNet, ResNeXt) or a free channel shuffle (ShuffleNet). AlexNet's two halves met only in conv3 and the
-#   fully connected layers (lesson 8).
+#   (MobileNet, ResNeXt) or a channel shuffle (ShuffleNet). The shuffle is free in FLOPs only: it reads and writes
+#   every activation, and ShuffleNet V2 (Ma et al. 2018, section 2-3, guidelines G1-G4) counts exactly this kind of
+#   memory access cost (MAC) and element-wise operations as time that FLOPs do not show. AlexNet's two halves met
+#   only in conv3 and the fully connected layers (lesson 8).
 #
-# **Exercise:** `lessons/exercises/ex6_shuffle.py` (`channel_shuffle` and its backward); grade it with
-# `gconv-edu grade lessons/exercises/ex6_shuffle.py`.
+# **Exercise:** `lessons/exercises/ex5_shuffle.py` (`channel_shuffle` and its backward); grade it with
+# `gconv-edu grade lessons/exercises/ex5_shuffle.py`.
 
 # %%
-print("\nExercise: lessons/exercises/ex6_shuffle.py")
-print("grade it with: gconv-edu grade lessons/exercises/ex6_shuffle.py")
+print("\nExercise: lessons/exercises/ex5_shuffle.py")
+print("grade it with: gconv-edu grade lessons/exercises/ex5_shuffle.py")
