@@ -115,9 +115,10 @@ def forward_shape_hints(case: ConvCase, got: tuple[int, ...]) -> list[Hint]:
         ),
         ("the strides of the two axes are swapped: stride is (stride_h, stride_w)", size(stride=(sw, sh))),
     ]
-    hints: list[Hint] = []
-    for message, shape in candidates:
-        hints.append(lambda m=message, s=tuple(int(v) for v in shape): m if s == got and s != expected else None)
+    # Several mistakes can give the same shape (padding on one side only and a missing + 1, on pad-1 stride-1
+    # cases): name every one that fits, rather than the first.
+    fitting = [m for m, s in candidates if tuple(int(v) for v in s) == got and tuple(int(v) for v in s) != expected]
+    hints: list[Hint] = [lambda: " or ".join(fitting) if fitting else None]
     channel_advice = {
         case.c_in: "y has C_in channels; it has C_out = weight.shape[0]",
         case.c_out // case.groups: "y has only one group's output channels; it has all C_out = weight.shape[0]",
