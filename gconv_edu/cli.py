@@ -275,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     course_parser.add_argument("--force", action="store_true", help="replace files of the same name in DIR")
     sub.add_parser("bench", help="benchmark backends and peers (see gconv-edu bench --help)", add_help=False)
     sub.add_parser("grade", help="grade exercise files (see gconv-edu grade --help)", add_help=False)
+    sub.add_parser("gradescope", help="build a Gradescope autograder zip (gradescope build ZIP)", add_help=False)
     return parser
 
 
@@ -287,6 +288,10 @@ def _dispatch(argv: list[str]) -> int:
         from .grading.cli import main as grade_main
 
         return grade_main(argv[1:])
+    if argv and argv[0] == "gradescope":
+        from .grading.gradescope import main as gradescope_main
+
+        return gradescope_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
