@@ -15,7 +15,7 @@ import numpy as np
 from ..backends import AUTO_RULE
 from ..configs import CONFIG_FIELDS, NAMED_CONFIGS, QUICK_CONFIGS, parse_config
 from ..machine import check_threads, machine_name, thread_limit, torch_or_none
-from . import measure, report
+from . import gpu, measure, report
 
 
 def _seconds(text: str) -> float:
@@ -110,6 +110,7 @@ def main(argv: list[str]) -> int:
             "dtype": args.dtype,
             "repeats": repeats,
             "settle_s": settle,
+            **(gpu.run_settings(torch) if args.device == "gpu" else {}),  # card, CuPy, TF32 off on both sides
         }
         _print_header(settings, args.device)
         records = []
@@ -136,7 +137,7 @@ def _print_header(settings: dict, device: str) -> None:
     print(f"gconv-edu bench on {settings['machine']}, {settings['date']}")
     print(f"threads: {settings['threads']}  (load average {settings['load_average']})")
     memory = (
-        "peak MiB: CuPy pool / torch.cuda allocator growth (CPU rows: tracemalloc)"
+        "peak MiB: allocated bytes, CuPy pool and torch.cuda alike (CPU rows: tracemalloc)"
         if device == "gpu"
         else "peak MiB: NumPy/Numba allocations (tracemalloc)"
     )

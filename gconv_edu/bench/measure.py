@@ -188,12 +188,12 @@ def _time_rounds(
     first, times = {}, {c.name: [] for c in prepared}
     for c in prepared:  # warm-up: compilation, caches, allocator pools
         print(f"[bench] {label} {c.name}: warm-up", file=progress, flush=True)
-        time.sleep(settle_s)
+        time.sleep(0.0 if c.device == "gpu" else settle_s)  # a pause would let the GPU's clocks drop
         first[c.name] = time_once(c.call, c.device == "gpu")
     for round_ in range(repeats):
         print(f"[bench] {label}: round {round_ + 1}/{repeats}", file=progress, flush=True)
         for c in prepared:
-            time.sleep(settle_s)
+            time.sleep(0.0 if c.device == "gpu" else settle_s)
             times[c.name].append(time_once(c.call, c.device == "gpu"))
     return first, times
 
@@ -208,13 +208,34 @@ def measure_config(
     config: LayerConfig, backends: Sequence[str], peers: Sequence[str], passes: Sequence[str], dtype: str,
     repeats: int, threads: int, device: str, progress: Any, settle_s: float, torch: Any | None,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """Every (pass, contender) of one config, already inside :func:`thread_limit`."""
+    """Every (pass, contender) of one config, already inside :func:`thread_limit`.
+
+    On the GPU, a CUDA error (see :func:`gpu.is_cuda_error`) ends this config only: its records so far, then one
+    record whose ``skipped`` says which error, with ``error: True``.
+    """
+    records: list[dict[str, Any]] = []
+    try:
+        _measure_config(
+            config, backends, peers, passes, dtype, repeats, threads, device, progress, settle_s, torch, records
+        )
+    except Exception as error:
+        if device != "gpu" or not gpu.is_cuda_error(error):
+            raise
+        message = f"CUDA error: {type(error).__name__}: {error}"
+        records.append(_record(config, "-", "-", "error", device, skipped=message, error=True))
+    return records
+
+
+def _measure_config(
+    config: LayerConfig, backends: Sequence[str], peers: Sequence[str], passes: Sequence[str], dtype: str,
+    repeats: int, threads: int, device: str, progress: Any, settle_s: float, torch: Any | None,
+    records: list[dict[str, Any]],
+) -> None:  # fmt: skip
     geom = config.geometry()
     host = random_arrays(geom, dtype)
     arrays_on = {"cpu": host, **({"gpu": gpu.to_device(host)} if device == "gpu" else {})}
     common = {"dtype": dtype, "threads": threads, **roofline(geom, np.dtype(dtype).itemsize)}
     names = [(peer, "peer") for peer in peers] + [(name, "backend") for name in backends]
-    records: list[dict[str, Any]] = []
     for pass_ in passes:
         flops = geom.flops + (geom.backward_flops if pass_ != "forward" else 0)
         prepared = _contenders(config, pass_, names, arrays_on, device, torch, records)
@@ -222,6 +243,8 @@ def measure_config(
         peer_ms = None
         for c in prepared:
             result = summary(first[c.name], times[c.name], _peak(c, torch))
+            if c.device == "gpu":
+                result.update(gpu.profile(c.call))  # gpu_ms (CUDA events) vs host_ms (time to issue the call)
             if c.kind == "peer" and peer_ms is None:
                 peer_ms = result["ms_median"]
             record = _record(config, pass_, c.name, c.kind, c.device, **common, **result)
@@ -231,7 +254,6 @@ def measure_config(
             if c.name == "auto":
                 record["auto_choice"] = choose_auto(geom, on_gpu=c.device == "gpu")
             records.append(record)
-    return records
 
 
 def run_benchmark(
