@@ -55,6 +55,44 @@ def prerequisites() -> list[str]:
     return missing
 
 
+def run_as_problem(user: str) -> str | None:
+    """Why student code cannot run as ``user`` (None when it can): not root, no such user, or this Python (or
+    NumPy) out of that user's reach, e.g. an interpreter under root's 0700 home. Checked before any grading, so a
+    whole course is not silently graded zero."""
+    import pwd
+
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return f"--run-as {user}: needs root (this process runs as uid {getattr(os, 'geteuid', lambda: '?')()})"
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        return f"--run-as {user}: no such user"
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-I", "-c", "import numpy"],
+            user=user,
+            group=pwd.getpwnam(user).pw_gid,
+            extra_groups=[],
+            cwd="/",
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/"},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        failure = None if probe.returncode == 0 else (probe.stderr.strip().splitlines() or ["no message"])[-1]
+    except OSError as error:
+        failure = str(error)
+    except subprocess.TimeoutExpired:
+        failure = "'import numpy' took over 120 s"
+    if failure is None:
+        return None
+    return (
+        f"--run-as {user}: that user cannot run this Python ({sys.executable}) with NumPy: {failure}. Install the "
+        "grader with an interpreter every user can read (e.g. /usr/bin/python3), not one under a private home"
+    )
+
+
 def _importable(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
@@ -349,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--roster {args.roster}: not a folder")
     for option in ("gradescope", "json", "csv"):
         problem = writable_file(f"--{option}", getattr(args, option)) if getattr(args, option) else None
+        if problem:
+            parser.error(problem)
+    if args.run_as:
+        problem = run_as_problem(args.run_as)
         if problem:
             parser.error(problem)
     options = Options(args.timeout, args.memory_limit, args.run_as, args.seed, args.verbose)

@@ -41,6 +41,11 @@ fi
 # The installed grader (its cases and tests) is root's alone; Python and NumPy stay readable to everyone.
 PACKAGE=$("$PYTHON" -c 'import gconv_edu, os; print(os.path.dirname(gconv_edu.__file__))')
 chmod -R go-rwx "$PACKAGE"
+# Fail the image build, not 300 submissions: the student's user must be able to run this Python with NumPy.
+if [ "$(id -u)" = 0 ]; then
+    "$PYTHON" -c 'import sys; from gconv_edu.grading.cli import run_as_problem as p; m = p(sys.argv[1]); sys.exit(m)' \
+        __USER__
+fi
 "$PYTHON" -m gconv_edu --version
 """
 
