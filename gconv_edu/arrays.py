@@ -87,10 +87,10 @@ def zeros(xp: ModuleType, buffer: str, shape: Sequence[int], dtype: Any) -> Any:
         return xp.zeros(tuple(shape), dtype=dtype)
 
 
-def padded(xp: ModuleType, x: Any, pad_widths: tuple[tuple[int, int], ...], buffer: str = "xpad") -> Any:
-    """``xp.pad(x, pad_widths)`` (zeros around), or MemoryError naming ``buffer`` and its bytes."""
+def padded(xp: ModuleType, x: Any, pad_widths: tuple[tuple[int, int], ...]) -> Any:
+    """``xp.pad(x, pad_widths)`` (zeros around), or MemoryError naming the padded input, its padding and its bytes."""
     shape = [size + before + after for size, (before, after) in zip(x.shape, pad_widths)]
-    with allocating(buffer, shape, x.dtype):
+    with allocating(f"xpad (x zero-padded by pad_widths={pad_widths})", shape, x.dtype):
         return xp.pad(x, pad_widths)
 
 

@@ -97,3 +97,25 @@ def test_geometry_is_immutable():
     geom = ConvGeometry.from_shapes((1, 2, 5, 5), (2, 2, 3, 3))
     with pytest.raises(AttributeError):
         geom.groups = 2
+
+
+def test_use_backend_does_not_follow_a_new_thread(monkeypatch):
+    """use_backend is a contextvar: a thread started inside the block starts with the default, unless it runs in a
+    copy of the context (documented in use_backend's docstring and the README)."""
+    import contextvars
+    import threading
+
+    monkeypatch.delenv("GCONV_BACKEND", raising=False)
+    seen = {}
+
+    def record(key):
+        seen[key] = current_backend_name()
+
+    with gc.use_backend("naive"):
+        plain = threading.Thread(target=record, args=("plain",))
+        copied = threading.Thread(target=contextvars.copy_context().run, args=(record, "copied"))
+        for thread in (plain, copied):
+            thread.start()
+            thread.join()
+        record("same thread")
+    assert seen == {"plain": "auto", "copied": "naive", "same thread": "naive"}

@@ -81,10 +81,8 @@ def _one_caller_unless_thread_safe() -> contextlib.AbstractContextManager:
     return contextlib.nullcontext() if numba.threading_layer() in THREAD_SAFE_LAYERS else _launch_lock
 
 
-# Register block: channels (and filters) handled together per pass over a row, when the group sizes allow it.
-BLOCK = 4
-# dw, db: terms summed in the array's dtype before a flush into float64 totals (a flush: one add per entry, < 0.2%).
-FLUSH_TERMS = 512
+BLOCK = 4  # register block: channels (and filters) handled together per pass over a row, when group sizes allow
+FLUSH_TERMS = 512  # dw, db: terms summed in the array's dtype before a flush into float64 totals (< 0.2% extra adds)
 # Only "contract": lets LLVM fuse w*x + y into one FMA instruction (one rounding instead of two). No reassociation
 # (sums keep their order) and no nnan/ninf (NaN and inf propagate as IEEE says).
 FASTMATH = {"contract"}
@@ -94,8 +92,7 @@ DOT_FASTMATH = {"contract", "reassoc"}
 
 
 def availability() -> str | None:
-    """None: Numba is a dependency of the package, so this backend is always available."""
-    return None
+    return None  # Numba is a dependency of the package: always available
 
 
 # --------------------------------------------------------------------------- index helpers
@@ -189,8 +186,7 @@ def _three_taps(out, on, oc, orow, inp, i_n, ic, irow, weights, shifts, out_len,
 
 @njit(cache=True, inline="always")
 def _edge(u, lo, hi):  # pragma: no cover - compiled
-    """The u-th position outside [lo, hi): 0, 1, ..., lo-1, then hi, hi+1, ... (no list is built)."""
-    return u if u < lo else u + hi - lo
+    return u if u < lo else u + hi - lo  # the u-th position outside [lo, hi): 0, ..., lo-1, then hi, hi+1, ...
 
 
 @njit(cache=True, inline="always", fastmath=DOT_FASTMATH)
@@ -449,6 +445,11 @@ def _one_row(array: np.ndarray, geom: ConvGeometry, longest: int | None = None) 
     return array.reshape(n, c, h // rows_per_row, rows_per_row * w)
 
 
+def _operands(*arrays: np.ndarray) -> list[np.ndarray]:
+    """C-contiguous, writeable arrays (copies where not): a read-only one would compile every kernel anew for it."""
+    return [np.require(array, requirements=("C", "W")) for array in arrays]
+
+
 def forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geom: ConvGeometry) -> np.ndarray:
     """y = conv2d(x, weight) + bias with the direct loops.
 
@@ -459,8 +460,7 @@ def forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geom: Co
         # The loops skip taps that fall on the padding; the definition multiplies them by 0, and inf * 0 is NaN. With
         # a non-finite weight (rare, and cheap to test) pad x for real so those taps are computed.
         x, geom = padded(np, x, geom.pad_widths), geom.with_explicit_padding()
-    x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
-    bias = np.zeros(geom.out_channels, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias)
+    x, weight, bias = _operands(x, weight, np.zeros(geom.out_channels, dtype=x.dtype) if bias is None else bias)
     y = empty(np, "y (N, C_out, H_out, W_out)", geom.y_shape, x.dtype)  # the kernel writes every element
     with _one_caller_unless_thread_safe():
         _forward_kernel(_one_row(x, geom), weight, bias, _one_row(y, geom), *_geometry_args(geom))
@@ -475,7 +475,7 @@ def backward(
     dy: (N, C_out, H_out, W_out); x: (N, C_in, H, W); weight: (C_out, C_in/G, kH, kW)
     -> dx: (N, C_in, H, W), dw: (C_out, C_in/G, kH, kW), db: (C_out,).
     """
-    dy, x, weight = np.ascontiguousarray(dy), np.ascontiguousarray(x), np.ascontiguousarray(weight)
+    dy, x, weight = _operands(dy, x, weight)
     dx, dw, db = _backward(dy, x, weight, geom)
     if any(geom.padding) and not np.isfinite(db).all():
         # db sums dy, so it tells for free whether dy holds inf/NaN: then dw's taps over the padding must give
