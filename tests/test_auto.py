@@ -92,6 +92,12 @@ def test_gpu_rule_sends_thin_groups_to_the_raw_kernels():
     both = ["cupy", "cupy-raw"]
     assert gpu_auto_choice(depthwise, both) == "cupy-raw"
     assert gpu_auto_choice(dense, both) == "cupy"
+    resnext_g32 = ConvGeometry.from_shapes((8, 128, 56, 56), (128, 4, 3, 3), padding=1, groups=32)  # 4 x 4 = 16
+    assert gpu_auto_choice(resnext_g32, both) == "cupy-raw"
+    odd_group_count = ConvGeometry.from_shapes((8, 68, 28, 28), (68, 4, 3, 3), padding=1, groups=17)  # 4 x 4, 17 groups
+    assert gpu_auto_choice(odd_group_count, both) == "cupy-raw"
+    wider = ConvGeometry.from_shapes((8, 64, 28, 28), (80, 4, 3, 3), padding=1, groups=16)  # 4 x 5 = 20 > 16
+    assert gpu_auto_choice(wider, both) == "cupy"
     assert gpu_auto_choice(depthwise, ["cupy"]) == "cupy"  # whichever is there
     with pytest.raises(ValueError, match="no GPU backend"):
         gpu_auto_choice(dense, ["im2col"])

@@ -166,15 +166,20 @@ def choose_auto(geom: ConvGeometry, on_gpu: bool) -> str:
     return cpu_auto_choice(geom, available)
 
 
-def gpu_auto_choice(geom: ConvGeometry, available: list[str]) -> str:
-    """The GPU backend "auto" picks: the CPU rule's first clause carried over, NOT yet measured on a GPU.
+GPU_THIN_GROUP = 16  # C_in/G * C_out/G at or below this: cupy-raw (predicted by the kernels' design, NOT measured)
 
-    Depthwise-like groups (C_in/G * C_out/G < THIN_GROUP) leave cuBLAS tiny batched GEMMs and im2col's copies, so the
-    direct kernels (``cupy-raw``) take them; everything else goes to ``cupy`` (cuBLAS). Either one if only one is here.
+
+def gpu_auto_choice(geom: ConvGeometry, available: list[str]) -> str:
+    """The GPU backend "auto" picks: by the kernels' design, NOT yet measured on a GPU.
+
+    Thin groups (C_in/G * C_out/G <= GPU_THIN_GROUP: depthwise, resnext-g32's 4 x 4) leave cuBLAS tiny batched GEMMs
+    and im2col's copies, while a direct kernel reads each input once per window, so the direct kernels
+    (``cupy-raw``) take them where they support the kernel size; everything else goes to ``cupy`` (cuBLAS). Either
+    one if only one is here.
     """
     from .cupy_gpu import raw_supports
 
-    thin_groups = geom.in_channels_per_group * geom.out_channels_per_group < THIN_GROUP
+    thin_groups = geom.in_channels_per_group * geom.out_channels_per_group <= GPU_THIN_GROUP
     preferred = ("cupy-raw", "cupy") if thin_groups and raw_supports(geom) else ("cupy", "cupy-raw")
     for name in preferred:
         if name in available:
