@@ -31,6 +31,9 @@ NEUTRAL = "#9A9A9A"  # things that belong to no group (shuffles, dense layers, r
 # Backends and libraries are a different quantity from groups, so they get a different palette: Paul Tol's "muted"
 # dark tones (colour-blind safe), none of which is an Okabe-Ito group colour. Figures also give each its own marker.
 BACKEND_PALETTE: tuple[str, ...] = ("#332288", "#882255", "#117733", "#999933", "#AA4499", "#44AA99", "#661100")
+# Window positions (which pixels one output reads; lessons 1 and 4): a fourth quantity, Tol's muted sand and cyan,
+# neither a group nor a backend colour, drawn as light tints.
+WINDOW_PALETTE: tuple[str, ...] = ("#DDCC77", "#88CCEE")
 # Classes of the lesson 10 data set: a third quantity, drawn with Tol's "bright" blue/red-purple/yellow/grey, which
 # stay distinct under deuteranopia and protanopia (no red-green pair).
 CLASS_PALETTE: tuple[str, ...] = ("#4477AA", "#AA3377", "#CCBB44", "#BBBBBB", "#66CCEE", "#228833")

@@ -35,7 +35,18 @@ rng = np.random.default_rng(0)
 # whole filter still fits on the image. A 5x5 image and a 3x3 filter give a 3x3 output.
 
 # %%
-image = np.arange(25, dtype=np.float64).reshape(5, 5)  # values you can follow by hand
+# Small integers you can follow by hand: a dark left side, a bright right side, an edge that bends. Every window
+# differs, so every output differs (a ramp image would give the same response everywhere).
+image = np.array(
+    [
+        [1, 1, 2, 8, 9],
+        [0, 1, 6, 9, 9],
+        [1, 5, 8, 9, 8],
+        [2, 3, 4, 5, 9],
+        [1, 2, 2, 3, 4],
+    ],
+    dtype=np.float64,
+)
 kernel = np.array([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])  # a Sobel filter: horizontal change
 
 
@@ -55,8 +66,13 @@ print("image:\n", image, "\nkernel:\n", kernel, "\noutput:\n", y_by_hand)
 # The library wants batches of multi-channel images: (N, C, H, W) and (C_out, C_in, kH, kW).
 y_library = gc.conv2d(image[None, None], kernel[None, None], backend="naive")[0, 0]
 check("two loops == gc.conv2d(backend='naive') on one channel", close(y_by_hand, y_library))
-# Every row of the image grows by 1 per column, so the Sobel response is the same everywhere: -8.
-check("a ramp image gives a constant horizontal-gradient response (-8)", close(y_by_hand, -8.0))
+# By hand for output (1, 2): the window x[1:4, 2:5] times the filter, summed.
+window_12 = image[1:4, 2:5]
+print(f"y[1, 2] = sum({window_12.tolist()} * {kernel.tolist()}) = {np.sum(window_12 * kernel):.0f}")
+check("y[1, 2] == the sum over its window, by hand", close(y_by_hand[1, 2], np.sum(window_12 * kernel)))
+distinct = len(np.unique(y_by_hand))
+print(f"{distinct} distinct values among the {y_by_hand.size} outputs; strongest edge response {y_by_hand.min():.0f}")
+check("windows that differ give outputs that differ (not one constant response)", distinct > 1)
 
 # %% [markdown]
 # ## Step 2: the output size
@@ -96,7 +112,7 @@ check("formula == geometry.conv_output_size == the shape the naive loop produces
 # how spread out they are is the dilation, the grey zeros are padding).
 
 # %%
-first, second = viz.PALETTE[4], viz.PALETTE[5]  # two positions (not groups: there are none in this lesson)
+first, second = viz.WINDOW_PALETTE[:2]  # two window positions: not groups, so not a group colour
 
 
 def window_mask(shape: tuple[int, int], top: int, left: int, k: int, dilation: int = 1) -> np.ndarray:
@@ -124,7 +140,13 @@ out_second[1, 2] = True
 draw(top_ax, y_by_hand, (12, 1), [(out_first, first), (out_second, second)], label="output y (3x3)")
 top_ax.text(6, 2.5, "*", fontsize=20, ha="center", va="center")
 top_ax.text(11, 2.5, "=", fontsize=20, ha="center", va="center")
-top_ax.text(15.5, 0.3, "y[0,0] = sum(w * blue window)\ny[1,2] = sum(w * orange window)", fontsize=8, va="top")
+top_ax.text(
+    15.5,
+    0.3,
+    f"y[0,0] = sum(w * first window) = {y_by_hand[0, 0]:.0f}\ny[1,2] = sum(w * second window) = {y_by_hand[1, 2]:.0f}",
+    fontsize=8,
+    va="top",
+)
 top_ax.set_xlim(-0.5, 19)
 top_ax.set_ylim(-1.2, 6)
 top_ax.set_aspect("equal")
@@ -206,9 +228,12 @@ check("multiply-add count matches ConvGeometry.macs", geometry.macs == 2 * 4 * 6
 # - With C_in input channels every filter has C_in * kH * kW weights and reads every input channel.
 #   Lesson 2 asks: what if each filter read only some of the channels?
 #
-# **Exercise:** `lessons/exercises/ex1_naive_forward.py` (write the loop yourself, with stride, padding, dilation and,
-# after lesson 2, groups); grade it with `gconv-edu grade lessons/exercises/ex1_naive_forward.py`.
+# **Exercise:** `exercises/ex1_naive_forward.py` (beside this lesson; write the loop yourself, with stride, padding,
+# dilation and, after lesson 2, groups); grade it with `gconv-edu grade exercises/ex1_naive_forward.py` in a course
+# folder (`gconv-edu course DIR`), or `gconv-edu grade lessons/exercises/ex1_naive_forward.py` from the root of a
+# checkout.
 
 # %%
-print("\nExercise: lessons/exercises/ex1_naive_forward.py")
-print("grade it with: gconv-edu grade lessons/exercises/ex1_naive_forward.py")
+print("\nExercise: exercises/ex1_naive_forward.py (exercises/ is beside this lesson)")
+print("grade it, from a course folder (gconv-edu course DIR): gconv-edu grade exercises/ex1_naive_forward.py")
+print("          from the root of a checkout:               gconv-edu grade lessons/exercises/ex1_naive_forward.py")
