@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 
 from .arrays import check_plain_ndarray, is_gpu_array
-from .backends import AUTO, Backend, check_backend_name, choose_auto, environment_backend, get_backend
+from .backends import (
+    AUTO,
+    Backend,
+    available_backends,
+    check_backend_name,
+    choose_auto,
+    environment_backend,
+    get_backend,
+)
 from .compile_notice import numba_compile_notice
 from .geometry import ConvGeometry, IntPair, Padding
 
@@ -54,11 +62,20 @@ def current_backend_name(backend: str | None = None) -> str:
 
 
 def resolve_backend(backend: str | None, geom: ConvGeometry, on_gpu: bool = False) -> Backend:
-    """The concrete backend for this call ("auto" resolved for this geometry and device)."""
+    """The concrete backend for this call ("auto" resolved for this geometry and device).
+
+    A backend that does not support ``geom`` (:meth:`Backend.supports`) is a ValueError naming what it supports,
+    whether it was asked for by ``backend=``, :func:`use_backend` or ``GCONV_BACKEND``; "auto" never picks one.
+    """
     name = current_backend_name(backend)
     if name == AUTO:
         name = choose_auto(geom, on_gpu)
-    return get_backend(name)
+    chosen = get_backend(name)
+    reason = chosen.supports(geom)
+    if reason is not None:
+        others = [other for other in available_backends() if get_backend(other).supports(geom) is None]
+        raise ValueError(f"backend={name!r} {reason} ({geom.describe()}); for this layer use one of {others + [AUTO]}")
+    return chosen
 
 
 # --------------------------------------------------------------------------- validation

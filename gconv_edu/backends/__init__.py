@@ -5,6 +5,8 @@ A backend is a module (or a pair of functions in one) with::
     forward(x, weight, bias, geom) -> y
     backward(dy, x, weight, geom) -> (dx, dw, db)
     availability() -> None if usable here, else the reason it is not (a short string)
+    supports(geom) -> None if it computes this geometry, else what it supports and what it got (optional: a backend
+                      without it supports every geometry)
 
 Registering a name here is all it takes for the shared test grid to test it.
 """
@@ -30,6 +32,7 @@ class Backend:
     device: str  # "cpu" or "gpu"
     forward_attr: str = "forward"
     backward_attr: str = "backward"
+    supports_attr: str | None = None  # the module's supports(geom) -> reason or None; None: every geometry
 
     def _module(self) -> Any:
         return importlib.import_module(self.module, __name__)
@@ -41,6 +44,15 @@ class Backend:
     @property
     def backward(self) -> Callable[..., Any]:
         return getattr(self._module(), self.backward_attr)
+
+    def supports(self, geom: ConvGeometry) -> str | None:
+        """None when this backend computes ``geom``; else the reason (what it supports, what it got).
+
+        "auto" never picks a backend outside its support, and asking for one there is a ValueError (api dispatch).
+        """
+        if self.supports_attr is None:
+            return None
+        return getattr(self._module(), self.supports_attr)(geom)
 
     def availability(self) -> str | None:
         """None when usable here, else why not. Import errors become reasons, never crashes.
@@ -73,6 +85,7 @@ REGISTRY: dict[str, Backend] = {
         Backend("naive", ".naive", "cpu"),
         Backend("im2col", ".im2col", "cpu"),
         Backend("numba", ".numba_cpu", "cpu"),
+        Backend("winograd", ".winograd", "cpu", supports_attr="supports"),
         Backend("cupy", ".cupy_gpu", "gpu", "im2col_forward", "im2col_backward"),
         Backend("cupy-raw", ".cupy_gpu", "gpu", "raw_forward", "raw_backward"),
     )
@@ -141,8 +154,26 @@ AUTO_RULE = (
 )
 
 
+# The hook for the Winograd backend: OFF until the rule is re-derived from a quiet benchmark (issue 14.4). Switched on,
+# "auto" takes winograd for every geometry it supports (3x3, stride 1, dilation 1) whose groups are not thin (a thin
+# group's element-wise stage is memory-bound: Lavin & Gray 2016, section 5); the rule below decides the rest.
+WINOGRAD_AUTO = False
+
+
+def winograd_preferred(geom: ConvGeometry, available: list[str]) -> bool:
+    """Whether "auto" takes winograd for ``geom``: only with :data:`WINOGRAD_AUTO` on, and only where it supports."""
+    if not WINOGRAD_AUTO or "winograd" not in available or REGISTRY["winograd"].supports(geom) is not None:
+        return False
+    return geom.in_channels_per_group * geom.out_channels_per_group >= THIN_GROUP
+
+
 def cpu_auto_choice(geom: ConvGeometry, available: list[str]) -> str:
-    """The CPU backend "auto" picks: see :data:`AUTO_RULE` (a pure function of the geometry, testable)."""
+    """The CPU backend "auto" picks: see :data:`AUTO_RULE` (a pure function of the geometry, testable).
+
+    Never a backend outside what it supports (:meth:`Backend.supports`); winograd only through :data:`WINOGRAD_AUTO`.
+    """
+    if winograd_preferred(geom, available):
+        return "winograd"
     if "numba" not in available:
         return "im2col"
     from .numba_cpu import row_length, uses_register_blocks
@@ -202,13 +233,19 @@ def environment_backend() -> str | None:
 def environment_errors() -> dict[str, str]:
     """The package's environment variables whose values are invalid -> why (empty when all are fine).
 
-    Checks ``GCONV_BACKEND`` and ``GCONV_IM2COL_WORKSPACE_MB`` with the same rules the computation applies when it
-    reads them (e.g. for ``gconv-edu info``); nothing is computed.
+    Checks ``GCONV_BACKEND``, ``GCONV_IM2COL_WORKSPACE_MB`` and ``GCONV_WINOGRAD_TILE`` with the same rules the
+    computation applies when it reads them (e.g. for ``gconv-edu info``); nothing is computed.
     """
     from .im2col import workspace_limit
+    from .winograd import TILE_VARIABLE, tile_size
 
     errors = {}
-    for variable, check in (("GCONV_BACKEND", environment_backend), ("GCONV_IM2COL_WORKSPACE_MB", workspace_limit)):
+    checks = (
+        ("GCONV_BACKEND", environment_backend),
+        ("GCONV_IM2COL_WORKSPACE_MB", workspace_limit),
+        (TILE_VARIABLE, tile_size),
+    )
+    for variable, check in checks:
         try:
             check()
         except ValueError as error:

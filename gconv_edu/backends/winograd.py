@@ -1,0 +1,406 @@
+"""Winograd's minimal filtering for 3x3, stride-1 layers: fewer multiplications per output (Lavin & Gray 2016).
+
+Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (CVPR 2016), section 4: ``F(m x m, 3 x 3)`` computes
+an m x m tile of outputs from an alpha x alpha tile of inputs, ``alpha = m + 2``, as ::
+
+    Y = A^T [ (G g G^T) (.) (B^T d B) ] A        (.) the element-wise product; g: one 3x3 filter; d: one input tile
+
+Summed over the input channels, the element-wise products become, for each of the alpha^2 tile positions ``e``, one
+matrix product over channels, so the whole layer is ONE batched GEMM over (tile position x group)::
+
+    # (alpha^2, G, C_out/G, T) = (alpha^2, G, C_out/G, C_in/G) @ (alpha^2, G, C_in/G, T)    T = N * tiles_h * tiles_w
+
+with ``alpha^2`` = 16 for F(2x2, 3x3) and 36 for F(4x4, 3x3): 16/4 = 4 and 36/16 = 2.25 multiplications per output
+and input channel instead of 9. The transforms are additions and a few multiplications by small constants; they run
+in Numba, parallel over (sample, channel), each tile row at once: the B^T / A^T product along columns as whole-row
+AXPYs (SIMD), the other side along the row of tiles. Only the nonzero entries of B^T, A^T (and A) are used.
+
+Layouts (tile-major): U (alpha^2, C_out, C_in/G), V (alpha^2, C_in, T), M (alpha^2, C_out, T), with
+``t = (n * tiles_h + th) * tiles_w + tw`` and ``tiles_h = ceil(H_out / m)``; tiles past H_out / W_out read zeros and
+are cropped (tile remainders). Padding is never materialised: rows and columns outside the image read as zero.
+Output size (stride 1, dilation 1): ``H_out = H + pad_top + pad_bottom - 2`` (likewise W_out).
+
+Backward (hand-written):
+
+* dx is the same algorithm on dy with the flipped, in/out-transposed filter of each group
+  (``w'[g*in_per_group + c, k, p, q] = w[g*out_per_group + k, c, 2 - p, 2 - q]``), padding ``2 - pad`` per side;
+* dw in Winograd form: ``dw = G^T [ sum_t (A dY_t A^T) (.) (B^T d_t B) ] G``, the sum over tiles being one batched
+  GEMM ``# (alpha^2, G, C_out/G, C_in/G) = (alpha^2, G, C_out/G, T) @ (alpha^2, G, T, C_in/G)``; db = sum of dy.
+
+Precision: the filter transform is computed in float64 and rounded once; the input transform of F(4x4, 3x3) scales
+values by up to 4 * 5 per axis, so its float32 error is larger (measured: see README / lesson 11). The tile is
+:data:`DEFAULT_TILE`, or the environment variable ``GCONV_WINOGRAD_TILE`` (2 or 4, checked where read).
+
+Non-finite data: Winograd mixes every value of an input tile into every output of the tile, so an inf would reach
+outputs whose windows do not contain it (and inf - inf = NaN). Inputs holding inf or NaN (a cheap test) are computed
+by the im2col backend instead, which follows the definition.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from numba import njit, prange
+
+from ..arrays import empty
+from ..geometry import ConvGeometry
+from . import im2col  # the definition's semantics for non-finite data (module docstring)
+
+# numba_cpu's threading-layer policy and launch lock; its operands rule (C-contiguous, writeable copies where not)
+from .numba_cpu import _one_caller_unless_thread_safe, _operands
+
+DESCRIPTION = "Winograd F(2x2,3x3) / F(4x4,3x3): Numba transforms + one batched GEMM (3x3, stride 1, dilation 1 only)"
+TILES = (2, 4)  # m of F(m x m, 3 x 3)
+# F(4x4, 3x3) measured up to ~4e-5 relative to max|ref| in float32 on the named layers, above the project's 1e-5
+# (tests/conftest.py RTOL); F(2x2, 3x3) stays near 1e-6. So the default is 2 (README, lesson 11).
+DEFAULT_TILE = 2
+TILE_VARIABLE = "GCONV_WINOGRAD_TILE"
+SUPPORTED = "supports only 3x3 kernels with stride 1 and dilation 1 (any padding, any groups)"
+FASTMATH = {"contract"}  # FMA only: no reassociation, NaN/inf kept (as numba_cpu)
+
+# --------------------------------------------------------------------------- the transform matrices (section 4.1-4.2)
+BT = {
+    2: np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64),
+    4: np.array(
+        [
+            [4, 0, -5, 0, 1, 0],
+            [0, -4, -4, 1, 1, 0],
+            [0, 4, -4, -1, 1, 0],
+            [0, -2, -1, 2, 1, 0],
+            [0, 2, -1, -2, 1, 0],
+            [0, 4, 0, -5, 0, 1],
+        ],
+        dtype=np.float64,
+    ),
+}
+G = {
+    2: np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64),
+    4: np.array(
+        [
+            [1 / 4, 0, 0],
+            [-1 / 6, -1 / 6, -1 / 6],
+            [-1 / 6, 1 / 6, -1 / 6],
+            [1 / 24, 1 / 12, 1 / 6],
+            [1 / 24, -1 / 12, 1 / 6],
+            [0, 0, 1],
+        ],
+        dtype=np.float64,
+    ),
+}
+AT = {
+    2: np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64),
+    4: np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=np.float64),
+}
+
+
+def availability() -> str | None:
+    return None  # Numba and NumPy are dependencies: always available
+
+
+def supports(geom: ConvGeometry) -> str | None:
+    """None when this backend computes ``geom``; else what it supports and what it got (for the ValueError)."""
+    got = []
+    if (geom.kernel_h, geom.kernel_w) != (3, 3):
+        got.append(f"kernel {geom.kernel_h}x{geom.kernel_w}")
+    if geom.stride != (1, 1):
+        got.append(f"stride {geom.stride}")
+    if geom.dilation != (1, 1):
+        got.append(f"dilation {geom.dilation}")
+    return f"{SUPPORTED}; got {', '.join(got)}" if got else None
+
+
+def tile_size() -> int:
+    """m of F(m x m, 3 x 3): ``GCONV_WINOGRAD_TILE`` (2 or 4) if set and not empty, else :data:`DEFAULT_TILE`."""
+    value = os.environ.get(TILE_VARIABLE)
+    if not value:
+        return DEFAULT_TILE
+    if value.strip() not in {str(m) for m in TILES}:
+        raise ValueError(f"{TILE_VARIABLE}={value!r} must be one of {', '.join(map(str, TILES))} (F(m x m, 3 x 3))")
+    return int(value)
+
+
+def _check_tile(tile: int | None) -> int:
+    if tile is None:
+        return tile_size()
+    if tile not in TILES:
+        raise ValueError(f"tile={tile!r} must be one of {TILES} (F(m x m, 3 x 3))")
+    return int(tile)
+
+
+def _sparse_rows(matrix: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The nonzero entries of each row: (columns (rows, most), coefficients in ``dtype``, counts (rows,))."""
+    counts = (matrix != 0).sum(axis=1)
+    columns = np.zeros((matrix.shape[0], counts.max()), dtype=np.int64)
+    coefficients = np.zeros(columns.shape, dtype=dtype)
+    for row in range(matrix.shape[0]):
+        (nonzero,) = np.nonzero(matrix[row])
+        columns[row, : nonzero.size] = nonzero
+        coefficients[row, : nonzero.size] = matrix[row, nonzero]
+    return columns, coefficients, counts.astype(np.int64)
+
+
+# --------------------------------------------------------------------------- compiled transforms
+@njit(cache=True)
+def _all_finite(flat):  # pragma: no cover - compiled
+    """Whether every entry of a 1-D array is finite (stops at the first that is not)."""
+    for i in range(flat.size):
+        if not np.isfinite(flat[i]):
+            return False
+    return True
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def _tile_transform(x, columns, coefficients, counts, patch, step, tiles_h, tiles_w, pad_top, pad_left, out):
+    """out[a*alpha + b, ci, t] = sum_{i,j} L[a, i] L[b, j] x[n, ci, th*step + i - pad_top, tw*step + j - pad_left].
+
+    x: (N, C, H, W); L: (alpha, patch) as sparse rows; out: (alpha^2, C, N*tiles_h*tiles_w). Entries outside x read
+    as zero (padding, tile remainders). Input transform: L = B^T, patch = alpha; dy's for dw: L = A, patch = m.
+    """
+    batch, channels, height, width = x.shape
+    alpha = columns.shape[0]
+    span = (tiles_w - 1) * step + patch  # input columns the row of tiles reads
+    col_lo = max(0, pad_left)  # first buffer column that holds image data
+    src_lo = max(0, -pad_left)  # and the image column it holds
+    count = max(0, min(width - src_lo, span - col_lo))
+    for task in prange(batch * channels):
+        n, ci = task // channels, task % channels
+        rows = np.zeros((patch, span), x.dtype)  # the tile row's input rows; columns outside the image stay 0
+        vertical = np.empty((alpha, span), x.dtype)  # L @ rows
+        for th in range(tiles_h):
+            for i in range(patch):
+                r = th * step + i - pad_top
+                if 0 <= r < height:
+                    for j in range(count):
+                        rows[i, col_lo + j] = x[n, ci, r, src_lo + j]
+                else:
+                    for j in range(count):
+                        rows[i, col_lo + j] = 0
+            for a in range(alpha):  # whole-row AXPYs over the nonzeros of L's row a
+                first, c0 = columns[a, 0], coefficients[a, 0]
+                for j in range(span):
+                    vertical[a, j] = c0 * rows[first, j]
+                for s in range(1, counts[a]):
+                    source, c = columns[a, s], coefficients[a, s]
+                    for j in range(span):
+                        vertical[a, j] += c * rows[source, j]
+            t0 = (n * tiles_h + th) * tiles_w
+            for a in range(alpha):
+                for b in range(alpha):  # along the row of tiles: one output element per tile
+                    target = out[a * alpha + b, ci, t0 : t0 + tiles_w]
+                    first, c0 = columns[b, 0], coefficients[b, 0]
+                    for tw in range(tiles_w):
+                        target[tw] = c0 * vertical[a, tw * step + first]
+                    for s in range(1, counts[b]):
+                        source, c = columns[b, s], coefficients[b, s]
+                        for tw in range(tiles_w):
+                            target[tw] += c * vertical[a, tw * step + source]
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def _output_transform(m, columns, coefficients, counts, tile, tiles_h, tiles_w, bias, y):
+    """y[n, k, th*m + i, tw*m + j] = bias[k] + (A^T M_t A)[i, j], cropped to (H_out, W_out).
+
+    m: (alpha^2, C_out, T); A^T: (tile, alpha) as sparse rows; bias: (C_out,); y: (N, C_out, H_out, W_out).
+    """
+    batch, out_channels, out_h, out_w = y.shape
+    alpha = tile + 2
+    for task in prange(batch * out_channels):
+        n, k = task // out_channels, task % out_channels
+        horizontal = np.empty((alpha, tiles_w * tile), m.dtype)  # M_t A for the row of tiles, side by side
+        for th in range(tiles_h):
+            t0 = (n * tiles_h + th) * tiles_w
+            for a in range(alpha):
+                for j in range(tile):
+                    first, c0 = columns[j, 0], coefficients[j, 0]
+                    source = m[a * alpha + first, k, t0 : t0 + tiles_w]
+                    for tw in range(tiles_w):
+                        horizontal[a, tw * tile + j] = c0 * source[tw]
+                    for s in range(1, counts[j]):
+                        c = coefficients[j, s]
+                        source = m[a * alpha + columns[j, s], k, t0 : t0 + tiles_w]
+                        for tw in range(tiles_w):
+                            horizontal[a, tw * tile + j] += c * source[tw]
+            for i in range(min(tile, out_h - th * tile)):  # A^T along columns: whole-row AXPYs
+                row = y[n, k, th * tile + i]
+                for j in range(out_w):
+                    row[j] = bias[k]
+                for s in range(counts[i]):
+                    source, c = columns[i, s], coefficients[i, s]
+                    for j in range(out_w):
+                        row[j] += c * horizontal[source, j]
+
+
+@njit(parallel=True, cache=True)
+def _filter_transform(weight, g, u):  # pragma: no cover - compiled
+    """u[a*alpha + b, k, c] = (G w[k, c] G^T)[a, b], summed in float64 and rounded once.
+
+    weight: (C_out, C_in/G, 3, 3); g: (alpha, 3) float64; u: (alpha^2, C_out, C_in/G).
+    """
+    out_channels, in_per_group = weight.shape[0], weight.shape[1]
+    alpha = g.shape[0]
+    for task in prange(out_channels * in_per_group):
+        k, c = task // in_per_group, task % in_per_group
+        left = np.zeros((alpha, 3))  # G @ w[k, c]
+        for a in range(alpha):
+            for p in range(3):
+                for q in range(3):
+                    left[a, q] += g[a, p] * weight[k, c, p, q]
+        for a in range(alpha):
+            for b in range(alpha):
+                u[a * alpha + b, k, c] = left[a, 0] * g[b, 0] + left[a, 1] * g[b, 1] + left[a, 2] * g[b, 2]
+
+
+@njit(parallel=True, cache=True)
+def _filter_adjoint(u, g, dw):  # pragma: no cover - compiled
+    """dw[k, c] = G^T U[., k, c] G (the adjoint of :func:`_filter_transform`), in float64, rounded once.
+
+    u: (alpha^2, C_out, C_in/G); g: (alpha, 3) float64; dw: (C_out, C_in/G, 3, 3).
+    """
+    out_channels, in_per_group = dw.shape[0], dw.shape[1]
+    alpha = g.shape[0]
+    for task in prange(out_channels * in_per_group):
+        k, c = task // in_per_group, task % in_per_group
+        right = np.zeros((alpha, 3))  # U G
+        for a in range(alpha):
+            for b in range(alpha):
+                value = np.float64(u[a * alpha + b, k, c])
+                for q in range(3):
+                    right[a, q] += value * g[b, q]
+        for p in range(3):
+            for q in range(3):
+                total = 0.0
+                for a in range(alpha):
+                    total += g[a, p] * right[a, q]
+                dw[k, c, p, q] = total
+
+
+# --------------------------------------------------------------------------- the algorithm
+def _tiles(out_h: int, out_w: int, tile: int) -> tuple[int, int]:
+    return -(-out_h // tile), -(-out_w // tile)
+
+
+def _input_tiles(x: np.ndarray, tile: int, tiles_h: int, tiles_w: int, pad_top: int, pad_left: int) -> np.ndarray:
+    """V = B^T d B of every tile: (N, C, H, W) -> (alpha^2, C, N*tiles_h*tiles_w)."""
+    alpha = tile + 2
+    shape = (alpha * alpha, x.shape[1], x.shape[0] * tiles_h * tiles_w)
+    v = empty(np, f"winograd V (B^T d B of every tile), F({tile}x{tile},3x3)", shape, x.dtype)
+    with _one_caller_unless_thread_safe():
+        _tile_transform(x, *_sparse_rows(BT[tile], x.dtype), alpha, tile, tiles_h, tiles_w, pad_top, pad_left, v)
+    return v
+
+
+def _convolve(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, groups: int, pad_top: int, pad_left: int, out_size, tile: int
+) -> np.ndarray:
+    """Stride-1 3x3 grouped convolution by F(tile x tile, 3x3); padding offsets may be negative (a crop).
+
+    x: (N, C_in, H, W); weight: (C_out, C_in/G, 3, 3); bias: (C_out,) -> y: (N, C_out, *out_size).
+    """
+    (batch, in_channels), out_channels = x.shape[:2], weight.shape[0]
+    in_per_group, out_per_group = in_channels // groups, out_channels // groups
+    alpha2 = (tile + 2) ** 2
+    y = empty(np, "y (N, C_out, H_out, W_out)", (batch, out_channels, *out_size), x.dtype)
+    tiles_h, tiles_w = _tiles(*out_size, tile)
+    count = batch * tiles_h * tiles_w
+    u = empty(np, "winograd U (G g G^T of every filter)", (alpha2, out_channels, in_per_group), x.dtype)
+    with _one_caller_unless_thread_safe():
+        _filter_transform(weight, G[tile], u)
+    v = _input_tiles(x, tile, tiles_h, tiles_w, pad_top, pad_left)
+    m = empty(np, "winograd M (the element-wise stage)", (alpha2, out_channels, count), x.dtype)
+    # (alpha^2, G, C_out/G, T) = (alpha^2, G, C_out/G, C_in/G) @ (alpha^2, G, C_in/G, T)
+    np.matmul(
+        u.reshape(alpha2, groups, out_per_group, in_per_group),
+        v.reshape(alpha2, groups, in_per_group, count),
+        out=m.reshape(alpha2, groups, out_per_group, count),
+    )
+    del v
+    with _one_caller_unless_thread_safe():
+        _output_transform(m, *_sparse_rows(AT[tile], x.dtype), tile, tiles_h, tiles_w, bias, y)
+    return y
+
+
+def _finite(*arrays: np.ndarray) -> bool:
+    return all(_all_finite(array.reshape(-1)) for array in arrays)
+
+
+def forward(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geom: ConvGeometry, tile: int | None = None
+) -> np.ndarray:
+    """y = conv2d(x, weight) + bias by F(m x m, 3x3), m = ``tile`` (default :func:`tile_size`).
+
+    x: (N, C_in, H, W); weight: (C_out, C_in/G, 3, 3); bias: (C_out,) or None -> y: (N, C_out, H_out, W_out),
+    ``H_out = H + pad_top + pad_bottom - 2`` (stride 1, dilation 1), likewise W_out.
+    """
+    tile = _check_tile(tile)
+    if (reason := supports(geom)) is not None:
+        raise ValueError(f"backend='winograd' {reason}")
+    x, weight = _operands(x, weight)
+    if not _finite(x, weight):
+        return im2col.forward(x, weight, bias, geom)  # the definition: inf reaches only its own windows
+    bias = np.zeros(geom.out_channels, x.dtype) if bias is None else np.ascontiguousarray(bias)
+    top, _, left, _ = geom.padding
+    return _convolve(x, weight, bias, geom.groups, top, left, (geom.out_h, geom.out_w), tile)
+
+
+def flipped_transposed(weight: np.ndarray, groups: int) -> np.ndarray:
+    """dx's filter: (C_out, C_in/G, 3, 3) -> (C_in, C_out/G, 3, 3), per group transposed and rotated by 180 degrees.
+
+    ``w'[g*in_per_group + c, k, p, q] = w[g*out_per_group + k, c, 2 - p, 2 - q]``.
+    """
+    out_channels, in_per_group, k_h, k_w = weight.shape
+    grouped = weight.reshape(groups, out_channels // groups, in_per_group, k_h, k_w)
+    # (G, C_out/G, C_in/G, 3, 3) -> (G, C_in/G, C_out/G, 3, 3), taps reversed
+    return np.ascontiguousarray(grouped.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]).reshape(
+        groups * in_per_group, out_channels // groups, k_h, k_w
+    )
+
+
+def backward(
+    dy: np.ndarray, x: np.ndarray, weight: np.ndarray, geom: ConvGeometry, tile: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients, hand-written (module docstring): dx by Winograd on the flipped filter, dw in Winograd form.
+
+    dy: (N, C_out, H_out, W_out); x: (N, C_in, H, W); weight: (C_out, C_in/G, 3, 3)
+    -> dx: (N, C_in, H, W), dw: (C_out, C_in/G, 3, 3), db: (C_out,).
+    """
+    tile = _check_tile(tile)
+    if (reason := supports(geom)) is not None:
+        raise ValueError(f"backend='winograd' {reason}")
+    dy, x, weight = _operands(dy, x, weight)
+    if not _finite(dy, x, weight):
+        return im2col.backward(dy, x, weight, geom)
+    top, _, left, _ = geom.padding
+    groups = geom.groups
+    # dx: a stride-1 convolution of dy, padded by k - 1 - pad = 2 - pad (negative: a crop), output (H, W)
+    no_bias = np.zeros(geom.in_channels, x.dtype)
+    dx = _convolve(dy, flipped_transposed(weight, groups), no_bias, groups, 2 - top, 2 - left, x.shape[2:], tile)
+    dw = _weight_gradient(dy, x, geom, tile)
+    db = dy.sum(axis=(0, 2, 3), dtype=np.float64).astype(x.dtype)
+    return dx, dw, db
+
+
+def _weight_gradient(dy: np.ndarray, x: np.ndarray, geom: ConvGeometry, tile: int) -> np.ndarray:
+    """dw = G^T [ sum_t (A dY_t A^T) (.) (B^T d_t B) ] G: (C_out, C_in/G, 3, 3)."""
+    alpha, groups = tile + 2, geom.groups
+    alpha2 = alpha * alpha
+    in_per_group, out_per_group = geom.in_channels_per_group, geom.out_channels_per_group
+    tiles_h, tiles_w = _tiles(geom.out_h, geom.out_w, tile)
+    count = geom.batch * tiles_h * tiles_w
+    top, _, left, _ = geom.padding
+    v = _input_tiles(x, tile, tiles_h, tiles_w, top, left)
+    a_rows = _sparse_rows(AT[tile].T, x.dtype)  # A = (A^T)^T: (alpha, m)
+    dyt = empty(np, "winograd A dY A^T of every tile", (alpha2, geom.out_channels, count), x.dtype)
+    with _one_caller_unless_thread_safe():
+        _tile_transform(dy, *a_rows, tile, tile, tiles_h, tiles_w, 0, 0, dyt)
+    mdw = empty(np, "winograd dU", (alpha2, geom.out_channels, in_per_group), x.dtype)
+    # (alpha^2, G, C_out/G, C_in/G) = (alpha^2, G, C_out/G, T) @ (alpha^2, G, T, C_in/G)
+    np.matmul(
+        dyt.reshape(alpha2, groups, out_per_group, count),
+        v.reshape(alpha2, groups, in_per_group, count).transpose(0, 1, 3, 2),
+        out=mdw.reshape(alpha2, groups, out_per_group, in_per_group),
+    )
+    dw = empty(np, "dw (C_out, C_in/G, kH, kW)", geom.weight_shape, x.dtype)
+    with _one_caller_unless_thread_safe():
+        _filter_adjoint(mdw, G[tile], dw)
+    return dw
