@@ -49,6 +49,78 @@ check(
 )
 
 # %% [markdown]
+# ### Figure: which window becomes which column
+#
+# A tiny case you can read cell by cell: one image of 2 channels, 4x4, whose pixel values are their own labels
+# (channel 0 holds 0..15, channel 1 holds 100..115), and a 3x3 filter: 2x2 output pixels, so 2x2 windows. The window
+# of output pixel (i, j), flattened in the order (channel, kernel row, kernel column), is column `i*W_out + j`.
+# We build the columns by hand from the windows and check them against `im2col`.
+
+# %%
+labels = np.stack([np.arange(16), 100 + np.arange(16)]).reshape(1, 2, 4, 4).astype(np.float64)  # (N, C_in, H, W)
+label_geom = gc.ConvGeometry.from_shapes(labels.shape, (1, 2, 3, 3))
+windows = [(oh, ow) for oh in range(label_geom.out_h) for ow in range(label_geom.out_w)]
+columns_by_hand = np.stack([labels[0, :, oh : oh + 3, ow : ow + 3].reshape(-1) for oh, ow in windows], axis=1)
+columns_im2col = im2col_backend.im2col(labels, label_geom).reshape(2 * 3 * 3, len(windows))  # (C_in*kH*kW, pixels)
+print(f"{len(windows)} windows -> column matrix {columns_im2col.shape}; column 3 = {columns_im2col[:, 3].astype(int)}")
+check(
+    "window (i, j), flattened (channel, row, column), == column i*W_out + j of im2col",
+    np.array_equal(columns_by_hand, columns_im2col),
+)
+
+fig, ax = plt.subplots(figsize=(13, 7.2))
+window_colors = [viz.WINDOW_PALETTE[index % 2] for index in range(len(windows))]
+for index, (oh, ow) in enumerate(windows):
+    for channel in range(2):
+        mask = np.zeros((4, 4), dtype=bool)
+        mask[oh : oh + 3, ow : ow + 3] = True
+        viz.draw_grid(
+            ax,
+            labels[0, channel],
+            (2.0 + index * 5.0, 11.0 - channel * 7.0),
+            [(mask, window_colors[index])],
+            label=f"window ({oh},{ow})\n-> column {index}" if channel == 0 else None,
+        )
+for channel in range(2):
+    ax.text(1.5, 13.0 - channel * 7.0, f"channel {channel}", ha="right", va="center", fontsize=9)
+column_x = 25.0
+column_masks = []
+for index in range(len(windows)):
+    mask = np.zeros(columns_im2col.shape, dtype=bool)
+    mask[:, index] = True
+    column_masks.append((mask, window_colors[index]))
+viz.draw_grid(
+    ax,
+    columns_im2col,
+    (column_x, 0.0),
+    column_masks,
+    label=f"im2col columns ({columns_im2col.shape[0]} x {columns_im2col.shape[1]})",
+)
+for row in range(columns_im2col.shape[0]):
+    channel, tap = divmod(row, 9)
+    ax.text(
+        column_x - 0.2,
+        columns_im2col.shape[0] - 0.5 - row,
+        f"c{channel} p{tap // 3} q{tap % 3}",
+        ha="right",
+        va="center",
+        fontsize=6,
+    )
+for index in range(len(windows)):
+    ax.text(column_x + index + 0.5, -0.4, str(index), ha="center", va="top", fontsize=7)
+ax.text(column_x + 2, -1.3, "column = i*W_out + j", ha="center", va="top", fontsize=8)
+ax.set_xlim(-1.5, column_x + 5)
+ax.set_ylim(-2, 19.5)
+ax.set_aspect("equal")
+ax.axis("off")
+ax.set_title(
+    f"im2col: the window of output pixel (i, j) becomes column i*W_out + j: {len(windows)} windows of 2x3x3 -> "
+    f"a {columns_im2col.shape[0]} x {columns_im2col.shape[1]} matrix (checked against im2col)",
+    fontsize=11,
+)
+viz.save(fig, "04_im2col_unfolding.png")
+
+# %% [markdown]
 # ## Step 2: the convolution is now a matrix product
 #
 # Dense view first: with the block-diagonal weight (lesson 2) reshaped to `(C_out, C_in*kH*kW)`, one GEMM gives the
@@ -175,11 +247,20 @@ check(
 # %%
 fig, ax = plt.subplots(figsize=(8.5, 4))
 positions = np.arange(len(names))
+# One precision for both bars: a 1x1 layer's columns equal its input, and the labels must say so. The columns are
+# the im2col backend's workspace: a backend colour (lesson 7's first), not a group's.
 viz.bar_labels(ax, ax.bar(positions - 0.2, input_mib, 0.4, color=viz.NEUTRAL, label="input x"), "{:.1f}")
-viz.bar_labels(ax, ax.bar(positions + 0.2, workspace_mib, 0.4, color=viz.PALETTE[5], label="im2col columns"), "{:.0f}")
+viz.bar_labels(
+    ax, ax.bar(positions + 0.2, workspace_mib, 0.4, color=viz.backend_color(0), label="im2col columns"), "{:.1f}"
+)
 ax.set_xticks(positions, [f"{nm}\n{NAMED[nm][2]}x{NAMED[nm][2]}" for nm in names], fontsize=8)
 ax.set_ylabel("MiB (float32, batch 8)")
-ax.set_title("im2col's column buffer is kH*kW times the input: 25x for 5x5, 9x for 3x3, 1x for 1x1", fontsize=10)
+ratio_by_kernel = {NAMED[nm][2]: w / i for nm, i, w in zip(names, input_mib, workspace_mib)}
+ax.set_title(
+    "im2col's column buffer is kH*kW times the input: "
+    + ", ".join(f"{ratio:.0f}x for {kk}x{kk}" for kk, ratio in sorted(ratio_by_kernel.items(), reverse=True)),
+    fontsize=10,
+)
 ax.legend(fontsize=8)
 viz.save(fig, "04_im2col_workspace.png")
 
@@ -191,9 +272,11 @@ viz.save(fig, "04_im2col_workspace.png")
 # - It buys BLAS speed with kH*kW times the input in workspace. With many groups the per-group GEMMs get thin
 #   (K = 9 for depthwise 3x3), and a GEMM that thin is limited by memory, not arithmetic: lesson 7.
 #
-# **Exercise:** `lessons/exercises/ex3_im2col.py` (`im2col` and a grouped `conv2d_forward` with one batched matmul);
-# grade it with `gconv-edu grade lessons/exercises/ex3_im2col.py`.
+# **Exercise:** `exercises/ex3_im2col.py` (`im2col` and a grouped `conv2d_forward` with one batched matmul);
+# grade it with `gconv-edu grade exercises/ex3_im2col.py` in a course folder (`gconv-edu course DIR`), or `gconv-edu
+# grade lessons/exercises/ex3_im2col.py` from the root of a checkout.
 
 # %%
-print("\nExercise: lessons/exercises/ex3_im2col.py")
-print("grade it with: gconv-edu grade lessons/exercises/ex3_im2col.py")
+print("\nExercise: exercises/ex3_im2col.py (exercises/ is beside this lesson)")
+print("grade it, from a course folder (gconv-edu course DIR): gconv-edu grade exercises/ex3_im2col.py")
+print("          from the root of a checkout:               gconv-edu grade lessons/exercises/ex3_im2col.py")
