@@ -240,3 +240,28 @@ def draw_reach_markers(ax: Any, x: float, reach: np.ndarray, step: float = 0.09)
     for channel, y in enumerate(ys):
         for group in np.nonzero(reach[channel])[0]:
             ax.scatter(x + step * (group + 1.5), y, marker="s", s=22, color=group_color(int(group)), zorder=3)
+
+
+def draw_slab_stack(
+    ax: Any,
+    origin: tuple[float, float],
+    colors: Sequence[str | None],
+    size: float = 1.0,
+    step: tuple[float, float] = (0.22, 0.16),
+) -> None:
+    """A 3-D block drawn as depth slabs in oblique projection: slab ``c`` is channel ``c``, channel 0 in front.
+
+    colors: (channels,) one colour per slab, or None for a slab that is not there (drawn as a dashed outline: a
+    channel the block does not span). origin: bottom-left corner of the front slab; each slab behind it is shifted
+    by ``step`` (right, up). Slabs are drawn back to front, so nearer ones cover farther ones.
+    """
+    x0, y0 = origin
+    for channel in reversed(range(len(colors))):
+        corner = (x0 + channel * step[0], y0 + channel * step[1])
+        color = colors[channel]
+        if color is None:
+            ax.add_patch(
+                Rectangle(corner, size, size, fill=False, edgecolor=NEUTRAL, linestyle="--", linewidth=0.7, zorder=2)
+            )
+        else:
+            ax.add_patch(Rectangle(corner, size, size, facecolor=color, edgecolor="black", linewidth=0.6, zorder=2))

@@ -68,6 +68,54 @@ fig.suptitle(
 viz.save(fig, "02_group_connections.png")
 
 # %% [markdown]
+# ### Figure: filters as blocks of depth slabs
+#
+# Lesson 1's filter is a 3-D block: one `kH x kW` slab per input channel it reads. Drawn in depth, an input of
+# C_in = 8 channels is 8 slabs; a dense filter spans all 8, a filter of a G-group layer spans only the `C_in/G` slabs
+# of its own group, at its group's depth (dashed: the channels it never reads). The drawing is made from the
+# non-zero channels of each filter in the dense (block-diagonal) form of a random grouped weight.
+
+# %%
+slab_filters = 4
+fig, axes = plt.subplots(3, 1, figsize=(12, 9.5))
+for ax, groups in zip(axes, (1, 2, 4)):
+    w_random = rng.standard_normal((slab_filters, c_in // groups, 3, 3))  # (C_out, C_in/G, kH, kW)
+    spans = np.abs(block_diagonal_weight(w_random, groups)).sum(axis=(2, 3)) > 0  # (C_out, C_in): slab k reads c
+    check(
+        f"G={groups}: each filter spans exactly C_in/G = {c_in // groups} input channels, those of its group",
+        bool(np.array_equal(spans, viz.connection_matrix(c_in, slab_filters, groups)))
+        and bool(np.all(spans.sum(axis=1) == w_random.shape[1])),
+    )
+    viz.draw_slab_stack(ax, (0.0, 0.0), viz.channel_colors(c_in, groups), size=2.2)
+    ax.text(1.9, -0.45, f"input x: C_in = {c_in} slabs (H x W)", ha="center", va="top", fontsize=9)
+    filter_colors = viz.channel_colors(slab_filters, groups)
+    for k in range(slab_filters):
+        left = 5.5 + 3.2 * k
+        colors = [filter_colors[k] if spans[k, c] else None for c in range(c_in)]
+        viz.draw_slab_stack(ax, (left, 0.6), colors, size=1.0)
+        ax.text(
+            left + 1.3,
+            -0.45,
+            f"filter {k}: {int(spans[k].sum())} x 3 x 3\n(channels "
+            f"{np.flatnonzero(spans[k]).min()}..{np.flatnonzero(spans[k]).max()})",
+            ha="center",
+            va="top",
+            fontsize=8,
+        )
+    name = "dense" if groups == 1 else f"{groups} groups"
+    ax.text(-0.6, 1.6, f"G={groups}\n({name})", ha="right", va="center", fontsize=11)
+    ax.set_xlim(-2.2, 5.5 + 3.2 * slab_filters)
+    ax.set_ylim(-1.4, 3.9)
+    ax.set_aspect("equal")
+    ax.axis("off")
+fig.suptitle(
+    "A filter is a (C_in/G) x kH x kW block: with G groups it spans only its group's C_in/G input slabs "
+    "(dashed: never read)",
+    fontsize=12,
+)
+viz.save(fig, "02_filter_slabs.png")
+
+# %% [markdown]
 # ## Step 2: a grouped convolution is G independent convolutions
 #
 # Slice the input channels and the filters of each group, convolve each group on its own with `groups=1`, and stack
@@ -149,10 +197,15 @@ check(
 # - Group g: inputs `[g*C_in/G, (g+1)*C_in/G)`, outputs `[g*C_out/G, (g+1)*C_out/G)`; weight `(C_out, C_in/G, kH, kW)`.
 # - grouped conv == G separate convolutions == dense conv with a block-diagonal weight (1 - 1/G of it zero).
 #
-# **Exercise:** `lessons/exercises/ex2_groups.py` (`group_slices` and `conv_cost`; lesson 3 has the cost formulas),
-# then add groups to your loop in `ex1_naive_forward.py`. Grade with
-# `gconv-edu grade lessons/exercises/ex2_groups.py lessons/exercises/ex1_naive_forward.py`.
+# **Exercise:** `exercises/ex2_groups.py` (beside this lesson: `group_slices` and `conv_cost`; lesson 3 has the cost
+# formulas), then add groups to your loop in `ex1_naive_forward.py`. Grade with
+# `gconv-edu grade exercises/ex2_groups.py exercises/ex1_naive_forward.py` in a course folder (`gconv-edu course DIR`),
+# or `gconv-edu grade lessons/exercises/ex2_groups.py lessons/exercises/ex1_naive_forward.py` from the root of a
+# checkout.
 
 # %%
-print("\nExercise: lessons/exercises/ex2_groups.py (and groups in ex1_naive_forward.py)")
-print("grade it with: gconv-edu grade lessons/exercises/ex2_groups.py lessons/exercises/ex1_naive_forward.py")
+print("\nExercise: exercises/ex2_groups.py, and groups in ex1_naive_forward.py (exercises/ is beside this lesson)")
+print("grade it, from a course folder (gconv-edu course DIR):")
+print("    gconv-edu grade exercises/ex2_groups.py exercises/ex1_naive_forward.py")
+print("from the root of a checkout:")
+print("    gconv-edu grade lessons/exercises/ex2_groups.py lessons/exercises/ex1_naive_forward.py")

@@ -23,7 +23,11 @@ LESSONS = Path(__file__).resolve().parents[1] / "lessons"
 
 EXPECTED_FIGURES = {
     "01_convolution_step_by_step.py": ["01_sliding_window.png"],
-    "02_channels_into_groups.py": ["02_group_connections.png", "02_block_diagonal_weight.png"],
+    "02_channels_into_groups.py": [
+        "02_group_connections.png",
+        "02_filter_slabs.png",
+        "02_block_diagonal_weight.png",
+    ],
     "03_what_groups_buy.py": ["03_cost_vs_groups.png"],
     "04_im2col.py": ["04_im2col_unfolding.png", "04_im2col_gemm.png", "04_im2col_workspace.png"],
     "05_backprop_by_hand.py": ["05_strided_backward.png", "05_gradients_stay_in_group.png"],
