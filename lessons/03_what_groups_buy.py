@@ -134,21 +134,185 @@ fig.tight_layout()
 viz.save(fig, "03_cost_vs_groups.png")
 
 # %% [markdown]
+# ## Step 5: ResNeXt's argument: accuracy at equal complexity
+#
+# ResNeXt (Xie et al. 2017) does not widen one layer. Its block is 1x1 (256 -> C*d), a 3x3 with C groups
+# (C*d -> C*d, "cardinality" C, d channels per group), 1x1 (C*d -> 256): the 1x1 layers stay dense. Growing C while
+# shrinking the bottleneck width d keeps the block's cost about fixed: section 3.3 (Eq. 4) gives
+# `C * (256*d + 3*3*d*d + d*256)`, "~70k" parameters for both 1 x 64d and 32 x 4d, and Table 2 lists the (C, d)
+# pairs that keep ResNet-50's complexity. Our geometry recomputes each block, then the whole 50-layer networks
+# (conv1, 16 blocks with projection shortcuts, stride in the first 3x3 of stages 3-5, the 1000-way classifier;
+# biases and batch norm left out, as the paper's counts), against Table 1. The paper's "FLOPs" are multiply-adds.
+# Accuracy is the paper's (quoted, not measured here): Table 3, ImageNet-1K top-1 error of ResNeXt-50 per (C, d).
+
+# %%
+RESNEXT_TABLE2 = [(1, 64), (2, 40), (4, 24), (8, 14), (32, 4)]  # (C, d): Xie et al. 2017, Table 2 (conv2 stage)
+RESNEXT_BLOCK_PARAMS_QUOTED = 70_000  # "~70k" for 1 x 64d and 32 x 4d (Xie et al. 2017, section 3.3, Eq. 4)
+RESNEXT_TOP1_ERROR_QUOTED = {1: 23.9, 2: 23.0, 4: 22.6, 8: 22.3, 32: 22.2}  # % , Xie et al. 2017, Table 3 (50-layer)
+# Table 1 (quoted): ResNet-50 25.5e6 params, 4.1e9 FLOPs; ResNeXt-50 (32x4d) 25.0e6 params, 4.2e9 FLOPs.
+RESNEXT_TABLE1_QUOTED = {"ResNet-50 (1x64d)": (25.5e6, 4.1e9), "ResNeXt-50 (32x4d)": (25.0e6, 4.2e9)}
+
+
+def conv_layer(c_in: int, c_out: int, k: int, size: int, stride: int = 1, groups: int = 1) -> gc.ConvGeometry:
+    """One image, no bias, 'same'-style padding k // 2 (the paper's counts leave out biases and batch norm)."""
+    return gc.ConvGeometry.from_shapes(
+        (1, c_in, size, size), (c_out, c_in // groups, k, k), stride=stride, padding=k // 2, groups=groups
+    )
+
+
+def block_layers(c_in: int, width: int, c_out: int, size: int, stride: int, cardinality: int) -> list[gc.ConvGeometry]:
+    """ResNeXt's block (Fig. 3c): 1x1 reduce (dense), 3x3 with `cardinality` groups (the stride), 1x1 expand."""
+    middle = conv_layer(width, width, 3, size, stride, cardinality)
+    return [conv_layer(c_in, width, 1, size), middle, conv_layer(width, c_out, 1, middle.out_h)]
+
+
+def network_cost(stage_widths: list[int], cardinality: int) -> tuple[int, int]:
+    """(parameters, multiply-adds) of a 50-layer ResNet/ResNeXt at 224x224: blocks (3, 4, 6, 3) per stage."""
+    layers = [conv_layer(3, 64, 7, 224, stride=2)]  # then a 3x3 max pool: 112 -> 56
+    c_in, size = 64, 56
+    for stage, (width, blocks) in enumerate(zip(stage_widths, (3, 4, 6, 3))):
+        c_out = 256 * 2**stage
+        for index in range(blocks):
+            stride = 2 if index == 0 and stage > 0 else 1
+            block = block_layers(c_in, width, c_out, size, stride, cardinality)
+            layers += block
+            if index == 0:  # projection shortcut: 1x1 c_in -> c_out with the block's stride
+                layers.append(conv_layer(c_in, c_out, 1, size, stride))
+            c_in, size = c_out, block[-1].out_h
+    classifier = 2048 * 1000 + 1000  # global average pool, then the 1000-way fully connected layer
+    return sum(g.params for g in layers) + classifier, sum(g.macs for g in layers) + 2048 * 1000
+
+
+header = f"{'C x d':>7} {'1x1 reduce':>10} {'3x3 grouped':>11} {'1x1 expand':>10} {'block params':>12}"
+print(header + f" {'top-1 err % (quoted)':>21}")
+blocks = {}
+for cardinality, d in RESNEXT_TABLE2:
+    parts = [g.params for g in block_layers(256, cardinality * d, 256, 56, 1, cardinality)]
+    blocks[cardinality, d] = parts
+    print(
+        f"{f'{cardinality}x{d}d':>7} {parts[0]:>10,} {parts[1]:>11,} {parts[2]:>10,} {sum(parts):>12,} "
+        f"{RESNEXT_TOP1_ERROR_QUOTED[cardinality]:>21}"
+    )
+check(
+    "our count of every Table 2 block is within 3 % of the paper's ~70k (Eq. 4)",
+    all(abs(sum(parts) / RESNEXT_BLOCK_PARAMS_QUOTED - 1) < 0.03 for parts in blocks.values()),
+)
+check(
+    "the exact Eq. 4 for 32 x 4d: C * (256*d + 9*d*d + d*256) == our geometry's count",
+    sum(blocks[32, 4]) == 32 * (256 * 4 + 9 * 4 * 4 + 4 * 256),
+)
+ours = {
+    "ResNet-50 (1x64d)": network_cost([64, 128, 256, 512], 1),
+    "ResNeXt-50 (32x4d)": network_cost([128, 256, 512, 1024], 32),
+}
+for name, (params, macs) in ours.items():
+    quoted_params, quoted_flops = RESNEXT_TABLE1_QUOTED[name]
+    print(
+        f"{name:<19} ours: {params / 1e6:5.2f} M params, {macs / 1e9:4.2f} G multiply-adds | paper's Table 1 "
+        f"(quoted): {quoted_params / 1e6:.1f} M, {quoted_flops / 1e9:.1f} G"
+    )
+check(
+    "our whole-network counts agree with Table 1 to the paper's rounding (within 2 %)",
+    all(
+        abs(ours[n][0] / RESNEXT_TABLE1_QUOTED[n][0] - 1) < 0.02
+        and abs(ours[n][1] / RESNEXT_TABLE1_QUOTED[n][1] - 1) < 0.02
+        for n in ours
+    ),
+)
+cost_ratio = ours["ResNeXt-50 (32x4d)"][1] / ours["ResNet-50 (1x64d)"][1]
+print(f"32x4d / 1x64d multiply-adds (ours): {cost_ratio:.3f}")
+
+# %%
+fig, (left, right) = plt.subplots(1, 2, figsize=(13.5, 5), gridspec_kw={"width_ratios": [1.25, 1]})
+labels = [f"{c}x{d}d" for c, d in RESNEXT_TABLE2]
+positions = np.arange(len(labels))
+reduce_part = np.array([blocks[key][0] for key in RESNEXT_TABLE2]) / 1e3
+grouped_part = np.array([blocks[key][1] for key in RESNEXT_TABLE2]) / 1e3
+expand_part = np.array([blocks[key][2] for key in RESNEXT_TABLE2]) / 1e3
+left.bar(positions, reduce_part, 0.6, color="#5A5A5A", label="1x1 reduce 256 -> C*d (dense)")
+left.bar(positions, grouped_part, 0.6, bottom=reduce_part, color=viz.group_color(0), label="3x3 with C groups")
+left.bar(positions, expand_part, 0.6, bottom=reduce_part + grouped_part, color=viz.NEUTRAL, label="1x1 expand (dense)")
+totals = reduce_part + grouped_part + expand_part
+for x_pos, total, (cardinality, _) in zip(positions, totals, RESNEXT_TABLE2):
+    left.text(
+        x_pos, total + 1.5, f"{total:.1f}k\nerr* {RESNEXT_TOP1_ERROR_QUOTED[cardinality]} %", ha="center", fontsize=8
+    )
+left.axhline(RESNEXT_BLOCK_PARAMS_QUOTED / 1e3, color="black", linestyle=":", linewidth=1)
+left.text(-0.45, RESNEXT_BLOCK_PARAMS_QUOTED / 1e3 + 13, "paper: ~70k (Eq. 4)", fontsize=8)
+left.set_xticks(positions, labels)
+left.set_xlabel("cardinality C x bottleneck width d (Table 2 of Xie et al. 2017)")
+left.set_ylabel("parameters per block (thousands, ours)")
+left.set_ylim(0, totals.max() * 1.35)
+dense_share = (reduce_part + expand_part) / totals
+left.set_title(
+    f"Block cost stays ~70k: the grouped 3x3 shrinks as C grows; the dense 1x1s go from {dense_share[0]:.0%}\n"
+    f"to {dense_share[-1]:.0%} of the block (* top-1 error quoted from Table 3, not measured)",
+    fontsize=10,
+)
+left.legend(fontsize=8, loc="upper left", ncols=3)
+right.axis("off")
+cells = [
+    [
+        name,
+        f"{ours[name][0] / 1e6:.2f} M",
+        f"{RESNEXT_TABLE1_QUOTED[name][0] / 1e6:.1f} M",
+        f"{ours[name][1] / 1e9:.2f} G",
+        f"{RESNEXT_TABLE1_QUOTED[name][1] / 1e9:.1f} G",
+        f"{RESNEXT_TOP1_ERROR_QUOTED[1 if '1x64d' in name else 32]} %",
+    ]
+    for name in ours
+]
+table = right.table(
+    cellText=cells,
+    colLabels=[
+        "50-layer net",
+        "params\n(ours)",
+        "params\n(Table 1)",
+        "mult-adds\n(ours)",
+        "FLOPs\n(Table 1)",
+        "top-1 err\n(Table 3)",
+    ],
+    loc="center",
+    cellLoc="center",
+    colWidths=[0.3, 0.13, 0.13, 0.15, 0.13, 0.14],
+)
+table.auto_set_font_size(False)
+table.set_fontsize(9)
+table.scale(1.0, 2.6)
+right.set_title(
+    f"Whole networks at equal cost (ours: 32x4d = {cost_ratio:.2f} x the multiply-adds of 1x64d);\n"
+    "paper's columns quoted from Xie et al. 2017, not measured here",
+    fontsize=10,
+)
+fig.suptitle(
+    f"ResNeXt: 32x4d costs what 1x64d costs ({ours['ResNeXt-50 (32x4d)'][0] / 1e6:.1f} M vs "
+    f"{ours['ResNet-50 (1x64d)'][0] / 1e6:.1f} M params, ours) and the paper reports lower error "
+    f"({RESNEXT_TOP1_ERROR_QUOTED[32]} vs {RESNEXT_TOP1_ERROR_QUOTED[1]} %, quoted)",
+    fontsize=12,
+)
+fig.tight_layout()
+viz.save(fig, "03_resnext_equal_complexity.png")
+
+# %% [markdown]
 # ## What we learned
 #
 # - Parameters and multiply-adds fall exactly as 1/G (checked against `ConvGeometry`).
-# - Activation memory does not depend on G, and in every named layer it is larger than the weights (from 7x for
-#   alexnet-conv2 to 22,000x for mobilenet-dw, at batch 8). So "more memory-efficient" is true of the *weights*
-#   only; AlexNet's memory problem was solved by putting half the channels on each GPU (lesson 8), which is a
-#   different thing.
+# - Activation memory does not depend on G, and in every named layer it is larger than the weights (the ratios are
+#   printed in step 4, at batch 8: smallest for alexnet-conv2, largest for mobilenet-dw). So "more
+#   memory-efficient" is true of the *weights* only; AlexNet's memory problem was solved by putting half the
+#   channels on each GPU (lesson 8), which is a different thing.
 # - At equal FLOPs, one layer with G groups pays for sqrt(G) times more channels (arithmetic), with its activation
 #   cost. ResNeXt's claim is different and empirical: at equal block complexity (bottleneck width shrunk as
 #   cardinality grows, beside dense 1x1 layers) 32x4d is more accurate than 1x64d (its Table 3, quoted in step 5).
+#   Our geometry reproduces the cost side of that claim (Table 1's parameters and multiply-adds, Eq. 4's ~70k per
+#   block; printed in step 5).
 # - Fewer FLOPs do not mean proportionally less time: lesson 7 shows why (arithmetic intensity).
 #
-# **Exercise:** `conv_cost` in `lessons/exercises/ex2_groups.py`; grade it with
-# `gconv-edu grade lessons/exercises/ex2_groups.py`.
+# **Exercise:** `conv_cost` in `exercises/ex2_groups.py`; grade it with `gconv-edu grade
+# exercises/ex2_groups.py` in a course folder (`gconv-edu course DIR`), or `gconv-edu grade
+# lessons/exercises/ex2_groups.py` from the root of a checkout.
 
 # %%
-print("\nExercise: conv_cost in lessons/exercises/ex2_groups.py")
-print("grade it with: gconv-edu grade lessons/exercises/ex2_groups.py")
+print("\nExercise: conv_cost in exercises/ex2_groups.py (exercises/ is beside this lesson)")
+print("grade it, from a course folder (gconv-edu course DIR): gconv-edu grade exercises/ex2_groups.py")
+print("          from the root of a checkout:               gconv-edu grade lessons/exercises/ex2_groups.py")

@@ -28,7 +28,7 @@ EXPECTED_FIGURES = {
         "02_filter_slabs.png",
         "02_block_diagonal_weight.png",
     ],
-    "03_what_groups_buy.py": ["03_cost_vs_groups.png"],
+    "03_what_groups_buy.py": ["03_cost_vs_groups.png", "03_resnext_equal_complexity.png"],
     "04_im2col.py": ["04_im2col_unfolding.png", "04_im2col_gemm.png", "04_im2col_workspace.png"],
     "05_backprop_by_hand.py": ["05_strided_backward.png", "05_gradients_stay_in_group.png"],
     "06_depthwise_separable_and_shuffle.py": ["06_channel_shuffle.png"],
