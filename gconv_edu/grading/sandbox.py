@@ -18,15 +18,12 @@ a file-size limit, stderr read through a pipe by the grader (the first 64 KiB ke
 from __future__ import annotations
 
 import ast
-import io
 import os
-import pickle
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -34,10 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from .channel import FILE_SIZE_LIMIT, StderrBuffer, UngradableResult, safe_loads
 from .errors import ExerciseVerdict, StudentError
+from .source_scan import FORBIDDEN_MODULES, forbidden_imports
 
-# Packages that compute the exercise for the student. gconv_edu is the reference itself; the others ship a conv2d.
-FORBIDDEN_MODULES = ("gconv_edu", "torch", "tensorflow", "jax")
+__all__ = ["FORBIDDEN_MODULES", "StudentFile", "UngradableResult", "adopt_orphans", "forbidden_imports", "safe_loads"]
+
 WORKER = Path(__file__).with_name("worker.py")
 DEFAULT_MEMORY_LIMIT = 4 << 30  # bytes of address space per worker (gconv-edu grade --memory-limit, in GiB)
 
@@ -77,133 +76,6 @@ def _kill_adopted(mark: str) -> None:
             os.waitpid(int(entry.name), 0)
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile, or not ours to read
-
-
-# What a result may be made of: the grader unpickles nothing else (an object's __reduce__ would run code in the grader).
-SAFE_GLOBALS = {
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("builtins", "slice"),
-    ("builtins", "complex"),
-}
-# Bytes of the worker's stderr the grader keeps (the rest is read and dropped, so the student's writes never fail);
-# the last few KiB are kept too: they say why it crashed.
-STDERR_KEPT = 64 << 10
-STDERR_TAIL = 4 << 10
-# Bytes a worker may write into any one file (a loop writing a file must not fill the disk); stderr is a pipe.
-FILE_SIZE_LIMIT = 64 << 20
-
-
-class StderrBuffer:
-    """Reads a worker's stderr pipe in a thread until it closes: keeps the first :data:`STDERR_KEPT` bytes and the
-    last :data:`STDERR_TAIL`, counts the rest."""
-
-    def __init__(self) -> None:
-        self.head = bytearray()
-        self.tail = b""
-        self.total = 0
-        self._threads: list[threading.Thread] = []
-
-    def attach(self, read_fd: int) -> None:
-        thread = threading.Thread(target=self._drain, args=(read_fd,), daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
-    def _drain(self, read_fd: int) -> None:
-        with open(read_fd, "rb", buffering=0) as pipe:
-            while chunk := pipe.read(1 << 16):
-                self.total += len(chunk)
-                room = STDERR_KEPT - len(self.head)
-                if room > 0:
-                    self.head += chunk[:room]
-                self.tail = (self.tail + chunk)[-STDERR_TAIL:]
-
-    def wait(self, timeout: float = 2.0) -> None:
-        for thread in self._threads:
-            thread.join(timeout)
-
-    def text(self) -> str:
-        """The kept stderr, with a note when it was truncated."""
-        kept = self.head.decode(errors="replace")
-        if self.total > len(self.head):
-            kept += f"\n[stderr truncated by the grader: kept the first {STDERR_KEPT >> 10} KiB of {self.total} bytes]"
-        return kept
-
-    def last_line(self) -> str:
-        lines = [line for line in self.tail.decode(errors="replace").splitlines() if line.strip()]
-        return lines[-1][:200] if lines else ""
-
-
-class UngradableResult(pickle.UnpicklingError):
-    """The worker sent something other than arrays, numbers, strings, slices and containers of them."""
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in SAFE_GLOBALS:
-            return super().find_class(module, name)
-        raise UngradableResult(f"{module}.{name}")
-
-
-def safe_loads(data: bytes) -> Any:
-    """Unpickle ``data`` allowing only NumPy arrays/scalars/dtypes, slices and builtin containers and numbers."""
-    return _RestrictedUnpickler(io.BytesIO(data)).load()
-
-
-def _is_main_guard(node: ast.AST) -> bool:
-    """``if __name__ == "__main__":`` (either order): its body never runs when the grader imports the file."""
-    if not (isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and len(node.test.ops) == 1):
-        return False
-    sides = [node.test.left, *node.test.comparators]
-    names = [s.id for s in sides if isinstance(s, ast.Name)]
-    values = [s.value for s in sides if isinstance(s, ast.Constant)]
-    return isinstance(node.test.ops[0], ast.Eq) and names == ["__name__"] and values == ["__main__"]
-
-
-def _walk_module_level(tree: ast.AST) -> Any:
-    """ast.walk over the code that runs when the file is imported: without the bodies of functions (their imports
-    are caught at run time, if the grader's calls run them) and of ``if __name__ == "__main__":`` (its ``else`` is
-    still scanned). Decorators and default values run at import, so they are scanned."""
-    todo = [tree]
-    while todo:
-        node = todo.pop()
-        yield node
-        if _is_main_guard(node):
-            todo += node.orelse
-            continue
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            todo += [*node.decorator_list, *node.args.defaults, *(d for d in node.args.kw_defaults if d)]
-            continue
-        if isinstance(node, ast.Lambda):
-            continue
-        todo += list(ast.iter_child_nodes(node))[::-1]
-
-
-def forbidden_imports(tree: ast.AST, forbidden: tuple[str, ...] = FORBIDDEN_MODULES) -> list[str]:
-    """Module-level imports of forbidden packages in a parsed file, as 'import of NAME at line N' (also
-    ``__import__``/``import_module`` calls).
-
-    Code that runs at import is scanned; a function body is not (the worker's import blocker catches its imports if
-    a grading call runs them), so a self-test helper called only under ``if __name__ == "__main__":`` may import
-    anything: the grader never runs it.
-    """
-    found = []
-    for node in _walk_module_level(tree):
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module]
-        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
-            callee = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-            if callee in ("__import__", "import_module") and isinstance(node.args[0].value, str):
-                names = [node.args[0].value]
-        found += [f"import of {name} at line {node.lineno}" for name in names if name.split(".")[0] in forbidden]
-    return found
 
 
 class StudentFile:
