@@ -31,7 +31,11 @@ EXPECTED_FIGURES = {
     "03_what_groups_buy.py": ["03_cost_vs_groups.png", "03_resnext_equal_complexity.png"],
     "04_im2col.py": ["04_im2col_unfolding.png", "04_im2col_gemm.png", "04_im2col_workspace.png"],
     "05_backprop_by_hand.py": ["05_strided_backward.png", "05_gradients_stay_in_group.png"],
-    "06_depthwise_separable_and_shuffle.py": ["06_channel_shuffle.png"],
+    "06_depthwise_separable_and_shuffle.py": [
+        "06_channel_shuffle.png",
+        "06_mobilenet_tradeoff.png",
+        "06_shufflenet_g2.png",
+    ],
     "07_backends_and_speed.py": ["07_roofline.png"],
     "08_alexnet_two_devices.py": ["08_two_devices.png"],
     "09_do_groups_specialise_setup.py": ["09_specialisation_baselines.png"],
