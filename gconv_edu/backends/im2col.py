@@ -11,9 +11,15 @@ product. With groups the product is block-diagonal, so it is one *batched* GEMM 
 Output size: ``H_out = (H + pad_top + pad_bottom - dil_h*(kH - 1) - 1) // sh + 1`` (likewise W_out). The index rules
 (pad widths, the input slice of each kernel tap, the interior crop) are :class:`ConvGeometry`'s.
 
-Workspace: the column matrix holds kH*kW copies of the (padded) input, and rearranging it into the GEMM's group
-layout (or dcols back into col2im's) copies it once more, so at most :data:`COLUMN_BUFFERS` = 2 column-sized buffers
-are alive at once. The batch is processed in chunks so that those buffers stay under ``workspace_bytes`` (default
+NumPy arrays take the compiled path (:mod:`gconv_edu.backends.unfold_numba`): Numba writes each column entry once,
+straight into the GEMM's layout, col2im is a parallel gather, and the GEMMs write in place (``out=``). CuPy arrays
+(and ``compiled=False``) take the portable path below, written against ``xp``.
+
+Workspace: the column matrix holds kH*kW copies of the (padded) input. On the portable path, rearranging it into the
+GEMM's group layout (or dcols back into col2im's) copies it once more, so at most :data:`COLUMN_BUFFERS` = 2
+column-sized buffers are alive at once; the compiled path writes the layout directly and reuses the columns' buffer
+for dcols, so :data:`COMPILED_COLUMN_BUFFERS` = 1 (a chunk may hold twice the samples under the same cap). The batch
+is processed in chunks so that those buffers stay under ``workspace_bytes`` (default
 :data:`DEFAULT_WORKSPACE_BYTES` = 256 MiB, or the environment variable ``GCONV_IM2COL_WORKSPACE_MB``); a single sample
 larger than the cap is still processed, alone. The variable is checked where it is read, before any work: a value that
 is not a finite number > 0 (``nan``, ``inf``, ``-1``, ``lots``) is a ValueError naming it.
@@ -34,6 +40,7 @@ from ..geometry import ConvGeometry
 DESCRIPTION = "im2col + one batched GEMM over groups (NumPy/BLAS), batch chunked to bound the workspace"
 DEFAULT_WORKSPACE_BYTES = 256 * 2**20
 COLUMN_BUFFERS = 2  # the columns and their rearranged copy (forward); dcols and its rearranged copy (backward)
+COMPILED_COLUMN_BUFFERS = 1  # unfold_numba: the columns, written in the GEMM's layout; dcols overwrite them
 
 Array = Any  # numpy.ndarray or cupy.ndarray
 
@@ -60,10 +67,12 @@ def workspace_limit() -> int:
     return max(1, int(megabytes * 2**20))
 
 
-def batch_chunk(geom: ConvGeometry, itemsize: int, workspace_bytes: int | None = None) -> int:
-    """How many samples one chunk may hold so that its column buffers fit the workspace cap (at least 1)."""
+def batch_chunk(
+    geom: ConvGeometry, itemsize: int, workspace_bytes: int | None = None, buffers: int = COLUMN_BUFFERS
+) -> int:
+    """How many samples one chunk may hold so that its ``buffers`` column buffers fit the workspace cap (at least 1)."""
     limit = workspace_limit() if workspace_bytes is None else workspace_bytes
-    return max(1, min(geom.batch, limit // (COLUMN_BUFFERS * column_bytes_per_sample(geom, itemsize))))
+    return max(1, min(geom.batch, limit // (buffers * column_bytes_per_sample(geom, itemsize))))
 
 
 def column_bytes_per_sample(geom: ConvGeometry, itemsize: int) -> int:
@@ -148,9 +157,18 @@ def _grouped_weight(weight: Array, geom: ConvGeometry) -> Array:
     return weight.reshape(geom.groups, geom.out_channels_per_group, geom.in_channels_per_group * geom.kernel_area)
 
 
-def _chunks(geom: ConvGeometry, itemsize: int, workspace_bytes: int | None) -> list[slice]:
-    step = batch_chunk(geom, itemsize, workspace_bytes)
+def _chunks(geom: ConvGeometry, itemsize: int, workspace_bytes: int | None, buffers: int) -> list[slice]:
+    step = batch_chunk(geom, itemsize, workspace_bytes, buffers)
     return [slice(start, min(start + step, geom.batch)) for start in range(0, geom.batch, step)]
+
+
+def _use_compiled(xp: ModuleType, compiled: bool | None) -> bool:
+    """Whether to take :mod:`unfold_numba`'s path: by default exactly when the arrays are NumPy's."""
+    if compiled is None:
+        return xp is np
+    if compiled and xp is not np:
+        raise ValueError(f"compiled=True needs NumPy arrays (xp=numpy); got xp={xp.__name__}")
+    return bool(compiled)
 
 
 # --------------------------------------------------------------------------- forward / backward
@@ -161,12 +179,19 @@ def forward(
     geom: ConvGeometry,
     xp: ModuleType = np,
     workspace_bytes: int | None = None,
+    compiled: bool | None = None,
 ) -> Array:
     """y = conv2d(x, weight) + bias via im2col and one batched GEMM per batch chunk.
 
     x: (N, C_in, H, W); weight: (C_out, C_in/G, kH, kW); bias: (C_out,) or None -> y: (N, C_out, H_out, W_out).
+    ``compiled``: the Numba unfold (:mod:`unfold_numba`) or the portable ``xp`` path; None = Numba for NumPy arrays.
     """
-    chunks = _chunks(geom, x.dtype.itemsize, workspace_bytes)  # reads GCONV_IM2COL_WORKSPACE_MB: before any work
+    if _use_compiled(xp, compiled):
+        from . import unfold_numba
+
+        chunks = _chunks(geom, x.dtype.itemsize, workspace_bytes, COMPILED_COLUMN_BUFFERS)  # before any work
+        return unfold_numba.forward(x, weight, bias, geom, chunks)
+    chunks = _chunks(geom, x.dtype.itemsize, workspace_bytes, COLUMN_BUFFERS)  # reads GCONV_IM2COL_WORKSPACE_MB
     y = empty(xp, "y (N, C_out, H_out, W_out)", geom.y_shape, x.dtype)
     w_grouped = _grouped_weight(weight, geom)
     for chunk in chunks:
@@ -180,7 +205,13 @@ def forward(
 
 
 def backward(
-    dy: Array, x: Array, weight: Array, geom: ConvGeometry, xp: ModuleType = np, workspace_bytes: int | None = None
+    dy: Array,
+    x: Array,
+    weight: Array,
+    geom: ConvGeometry,
+    xp: ModuleType = np,
+    workspace_bytes: int | None = None,
+    compiled: bool | None = None,
 ) -> tuple[Array, Array, Array]:
     """Gradients through the same columns.
 
@@ -188,8 +219,14 @@ def backward(
     -> dx: (N, C_in, H, W), dw: (C_out, C_in/G, kH, kW), db: (C_out,).
 
     With Y = W @ X (per group; X the columns): dW = dY @ X^T summed over chunks, dX = W^T @ dY, then col2im.
+    ``compiled``: as in :func:`forward`.
     """
-    chunks = _chunks(geom, x.dtype.itemsize, workspace_bytes)  # reads GCONV_IM2COL_WORKSPACE_MB: before any work
+    if _use_compiled(xp, compiled):
+        from . import unfold_numba
+
+        chunks = _chunks(geom, x.dtype.itemsize, workspace_bytes, COMPILED_COLUMN_BUFFERS)  # before any work
+        return unfold_numba.backward(dy, x, weight, geom, chunks)
+    chunks = _chunks(geom, x.dtype.itemsize, workspace_bytes, COLUMN_BUFFERS)  # reads GCONV_IM2COL_WORKSPACE_MB
     dx = empty(xp, "dx (N, C_in, H, W)", geom.x_shape, x.dtype)
     w_grouped = _grouped_weight(weight, geom)
     dw_grouped = xp.zeros_like(w_grouped)
