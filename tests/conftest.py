@@ -50,3 +50,13 @@ from hypothesis import settings  # noqa: E402
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+def skip_unless_supported(backend, x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
+    """Skip a case outside what ``backend`` supports, with its own reason ("winograd: supports only 3x3 ...")."""
+    from gconv_edu.geometry import ConvGeometry
+
+    geom = ConvGeometry.from_shapes(tuple(x_shape), tuple(weight_shape), None, stride, padding, dilation, groups)
+    reason = REGISTRY[backend].supports(geom)
+    if reason is not None:
+        pytest.skip(f"{backend}: {reason}")

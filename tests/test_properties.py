@@ -15,14 +15,20 @@ from gconv_edu.backends import REGISTRY
 CPU_BACKENDS = [name for name, backend in REGISTRY.items() if backend.device == "cpu"]
 
 
+# winograd supports only 3x3 kernels with stride 1 and dilation 1: its random geometries keep those and vary the rest.
+ONLY_3X3_STRIDE_1 = {"winograd"}
+
+
 @st.composite
-def geometries(draw):
+def geometries(draw, only_3x3_stride_1=False):
     groups = draw(st.integers(1, 4))
     in_per_group = draw(st.integers(1, 3))
     out_per_group = draw(st.integers(1, 3))
     kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    if only_3x3_stride_1:
+        kernel, dilation, stride = (3, 3), (1, 1), (1, 1)
     if draw(st.booleans()) and stride == (1, 1):
         padding = draw(st.sampled_from(["same", "valid"]))
     else:
@@ -48,8 +54,9 @@ def geometries(draw):
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=geometries())
-def test_random_geometries_match_reference(backend, case):
+@given(data=st.data())
+def test_random_geometries_match_reference(backend, data):
+    case = data.draw(geometries(only_3x3_stride_1=backend in ONLY_3X3_STRIDE_1))
     rng = np.random.default_rng(case["seed"])
     dtype, options = case["dtype"], case["options"]
     x = rng.standard_normal((case["n"], case["c_in"], case["h"], case["w"])).astype(dtype)
@@ -143,7 +150,19 @@ def _torch_or_none():
     return torch
 
 
-@pytest.mark.parametrize("backend", CPU_BACKENDS)
+FUZZ_SKIP = (
+    "winograd: supports only 3x3 kernels with stride 1 and dilation 1; these kinds lie outside it (kernels larger than "
+    "the input, dilation past it, stride over the kernel, 1-2 pixel axes); its layouts: tests/test_winograd.py"
+)
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param(name, marks=pytest.mark.skip(reason=FUZZ_SKIP)) if name == "winograd" else name
+        for name in CPU_BACKENDS
+    ],
+)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=fuzz_cases())
 def test_fuzz_kinds_match_reference_and_torch(backend, case):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close, backend_params
+from conftest import assert_close, backend_params, skip_unless_supported
 from test_backends_grid import CASES, _case
 
 import gconv_edu as gc
@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 @pytest.mark.parametrize("backend", backend_params())
 def test_matches_torch_forward_and_backward(backend, case, dtype):
     x, weight, bias, options, rng = _case(case, dtype, seed=1)
+    skip_unless_supported(backend, x.shape, weight.shape, **options)
     tx = torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
     tw = torch.tensor(np.asarray(weight, dtype=np.float64), requires_grad=True)
     tb = torch.tensor(bias.astype(np.float64), requires_grad=True) if bias is not None else None

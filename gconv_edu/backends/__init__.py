@@ -164,7 +164,7 @@ def winograd_preferred(geom: ConvGeometry, available: list[str]) -> bool:
     """Whether "auto" takes winograd for ``geom``: only with :data:`WINOGRAD_AUTO` on, and only where it supports."""
     if not WINOGRAD_AUTO or "winograd" not in available or REGISTRY["winograd"].supports(geom) is not None:
         return False
-    return geom.in_channels_per_group * geom.out_channels_per_group >= THIN_GROUP
+    return geom.in_channels_per_group * geom.out_channels_per_group > THIN_GROUP
 
 
 def cpu_auto_choice(geom: ConvGeometry, available: list[str]) -> str:
