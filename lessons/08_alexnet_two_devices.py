@@ -31,6 +31,7 @@ import time
 import matplotlib.pyplot as plt
 import numba
 import numpy as np
+from matplotlib.patches import Rectangle
 from threadpoolctl import threadpool_limits
 
 import gconv_edu as gc
@@ -81,6 +82,106 @@ check(
     "grouped layers (conv2, conv4, conv5) exchange nothing; the dense conv3 must",
     exchanged["conv2"] == exchanged["conv4"] == exchanged["conv5"] == 0 and exchanged["conv3"] > 0,
 )
+
+# %% [markdown]
+# ### Figure: the two towers, and where they talk
+#
+# AlexNet's Figure 2 as a diagram built from the table above: one row per GPU, one box per layer with the kernel maps
+# that GPU holds. A straight arrow stays on its GPU; a crossed arrow means the layer reads the other GPU's maps too.
+# Section 3.5: "The kernels of the second, fourth, and fifth convolutional layers are connected only to those kernel
+# maps in the previous layer which reside on the same GPU. The kernels of the third convolutional layer are connected
+# to all kernel maps in the second layer. The neurons in the fully-connected layers are connected to all neurons in
+# the previous layer." We check the table's kernel depths against the sizes section 3.5 gives (11x11x3, 5x5x48,
+# 3x3x256, 3x3x192, 3x3x192).
+
+# %%
+KERNEL_DEPTH_QUOTED = {"conv1": 3, "conv2": 48, "conv3": 256, "conv4": 192, "conv5": 192}  # AlexNet section 3.5
+depth_ours = {name: c_in // groups for name, c_in, _, _, _, _, groups, _ in ALEXNET}
+check(
+    "each conv's kernel depth C_in/G == the paper's (11x11x3, 5x5x48, 3x3x256, 3x3x192, 3x3x192)",
+    depth_ours == KERNEL_DEPTH_QUOTED,
+)
+# (name, maps per GPU, reads the other GPU's maps?); conv1 reads the image, which both GPUs hold.
+FULLY_CONNECTED = [("fc6", 4096, 256 * 6 * 6), ("fc7", 4096, 4096)]  # name, neurons, inputs (section 3.5)
+towers = [("conv1", 96 // 2, False)]
+towers += [(name, c_out // 2, groups == 1) for name, _, c_out, _, _, _, groups, _ in ALEXNET[1:]]
+towers += [(name, neurons // 2, True) for name, neurons, _ in FULLY_CONNECTED]
+exchange_mib = {name: value / 2**20 for name, value in exchanged.items()}
+exchange_mib.update({name: 2 * N * (inputs // 2) * BYTES / 2**20 for name, _, inputs in FULLY_CONNECTED})
+crossing = [name for name, _, crosses in towers if crosses]
+check("the towers talk at conv3 and the fully connected layers only", crossing == ["conv3", "fc6", "fc7"])
+
+fig, ax = plt.subplots(figsize=(14, 5.2))
+column = {name: 1.6 * (index + 1) for index, (name, _, _) in enumerate(towers)}
+row_y = {0: 2.0, 1: 0.0}
+ax.add_patch(Rectangle((-0.45, 0.35), 0.9, 1.3, facecolor="white", edgecolor="black"))
+ax.text(0.0, 1.0, f"image\n{ALEXNET[0][-1]}x{ALEXNET[0][-1]}x3\n(both GPUs)", ha="center", va="center", fontsize=8)
+previous = None
+for name, maps, crosses in towers:
+    x_pos = column[name]
+    for gpu in (0, 1):
+        y_pos = row_y[gpu]
+        ax.add_patch(
+            Rectangle(
+                (x_pos - 0.45, y_pos - 0.32), 0.9, 0.64, facecolor=viz.group_color(gpu), alpha=0.85, edgecolor="black"
+            )
+        )
+        ax.text(x_pos, y_pos, f"{name}\n{maps}", ha="center", va="center", fontsize=8, color="white")
+        source_x = 0.45 if previous is None else column[previous] + 0.45
+        source_y = 1.0 if previous is None else y_pos
+        ax.annotate(
+            "",
+            (x_pos - 0.45, y_pos),
+            (source_x, source_y),
+            arrowprops=dict(arrowstyle="->", color=viz.group_color(gpu), linewidth=1.5),
+        )
+        if crosses:  # the other GPU's maps feed this one too: the towers exchange activations (and their gradients)
+            ax.annotate(
+                "",
+                (x_pos - 0.45, y_pos),
+                (column[previous] + 0.45, row_y[1 - gpu]),
+                arrowprops=dict(arrowstyle="->", color="black", linewidth=1.8),
+            )
+    if crosses:
+        ax.text(
+            x_pos - 0.8,
+            1.0,
+            f"{exchange_mib[name]:.1f}\nMiB",
+            ha="center",
+            va="center",
+            fontsize=7,
+            bbox=dict(facecolor="white", edgecolor="none", pad=0.5),
+        )
+    previous = name
+output_x = column[previous] + 1.6
+ax.add_patch(Rectangle((output_x - 0.45, 0.35), 0.9, 1.3, facecolor="white", edgecolor="black"))
+ax.text(output_x, 1.0, "fc8\n1000-way\nsoftmax", ha="center", va="center", fontsize=8)
+for gpu in (0, 1):
+    ax.annotate(
+        "",
+        (output_x - 0.45, 1.0),
+        (column[previous] + 0.45, row_y[gpu]),
+        arrowprops=dict(arrowstyle="->", color="black", linewidth=1.8),
+    )
+ax.text(column["conv2"], 2.75, "grouped (G=2): stays on its GPU", ha="center", fontsize=8)
+ax.text(column["conv4"] + 0.8, 2.75, "conv4, conv5: grouped", ha="center", fontsize=8)
+ax.text(column["fc6"] + 0.8, 2.75, "fully connected: read both GPUs", ha="center", fontsize=8)
+ax.text(
+    -0.45,
+    -0.75,
+    f"numbers in boxes: kernel maps (neurons) per GPU; boxed MiB: activations + their gradients each"
+    f" GPU receives per step at batch {N}",
+    fontsize=8,
+)
+ax.set_xlim(-0.7, output_x + 0.7)
+ax.set_ylim(-1.0, 3.0)
+ax.axis("off")
+ax.set_title(
+    "AlexNet's two towers (section 3.5, Fig. 2): they talk only at " + ", ".join(crossing) + " (black arrows); "
+    "conv2, conv4, conv5 read only their own GPU's maps",
+    fontsize=11,
+)
+viz.save(fig, "08_two_towers.png")
 
 # %% [markdown]
 # Was "a little under 3 GB" plausible? A rough count of what training keeps in memory at batch 128: every layer's
@@ -369,9 +470,11 @@ viz.save(fig, "08_two_devices.png")
 #   two free cores: on an idle 2-core machine it approaches 2x, on a shared one it can vanish (the lesson prints the
 #   load average next to it).
 #
-# **Exercise:** `lessons/exercises/ex6_numba.py` again: check your compiled kernel releases the GIL (run two halves in
-# two threads, as above). Grade it with `gconv-edu grade lessons/exercises/ex6_numba.py`.
+# **Exercise:** `exercises/ex6_numba.py` again: check your compiled kernel releases the GIL (run two halves in
+# two threads, as above). Grade it with `gconv-edu grade exercises/ex6_numba.py` in a course folder (`gconv-edu course
+# DIR`), or `gconv-edu grade lessons/exercises/ex6_numba.py` from the root of a checkout.
 
 # %%
-print("\nExercise: lessons/exercises/ex6_numba.py (then run it on two threads as in this lesson)")
-print("grade it with: gconv-edu grade lessons/exercises/ex6_numba.py")
+print("\nExercise: exercises/ex6_numba.py, then run it on two threads as here (exercises/ is beside this lesson)")
+print("grade it, from a course folder (gconv-edu course DIR): gconv-edu grade exercises/ex6_numba.py")
+print("          from the root of a checkout:               gconv-edu grade lessons/exercises/ex6_numba.py")

@@ -37,7 +37,7 @@ EXPECTED_FIGURES = {
         "06_shufflenet_g2.png",
     ],
     "07_backends_and_speed.py": ["07_roofline.png"],
-    "08_alexnet_two_devices.py": ["08_two_devices.png"],
+    "08_alexnet_two_devices.py": ["08_two_towers.png", "08_two_devices.png"],
     "09_do_groups_specialise_setup.py": ["09_specialisation_baselines.png"],
 }
 
