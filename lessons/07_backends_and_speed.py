@@ -49,7 +49,18 @@ w = rng.standard_normal((9, 2, 3, 3))
 bias = rng.standard_normal(9)
 options = dict(stride=2, padding=1, groups=3)
 reference = gc.conv2d(x, w, bias, **options, backend="naive")
+check_geom = gc.ConvGeometry.from_shapes(x.shape, w.shape, bias.shape, **options)
+
+
+def unsupported(name: str, geom: gc.ConvGeometry) -> str | None:
+    """Why backend ``name`` does not compute ``geom`` (winograd: 3x3 stride-1 layers only), or None; torch does all."""
+    return None if name == "torch" else gc.backends.get_backend(name).supports(geom)
+
+
 for name in backends:
+    if unsupported(name, check_geom):
+        print(f"  {name}: not for this layer ({unsupported(name, check_geom)})")
+        continue
     check(
         f"{name} == naive (G=3, stride 2, padding 1, float64)",
         close(gc.conv2d(x, w, bias, **options, backend=name), reference, rtol=1e-10, atol=1e-10),
@@ -68,6 +79,7 @@ tiny_geom = gc.ConvGeometry.from_shapes(x_tiny.shape, w_tiny.shape, padding=1, g
 tiny_times = {
     name: best_seconds(lambda n=name: gc.conv2d(x_tiny, w_tiny, padding=1, groups=2, backend=n), 3)
     for name in ["naive", *backends]
+    if not unsupported(name, tiny_geom)
 }
 for name, seconds in tiny_times.items():
     print(
@@ -111,11 +123,14 @@ for config, (c_in, c_out, k, pad, groups, size) in NAMED.items():
     wc = rng.standard_normal((c_out, c_in // groups, k, k)).astype(np.float32)
     geometries[config] = gc.ConvGeometry.from_shapes(xc.shape, wc.shape, padding=pad, groups=groups)
     for name in contenders:
-        results[config, name] = best_seconds(timer(name, xc, wc, pad, groups), repeats)
+        if not unsupported(name, geometries[config]):  # a backend outside its support is left out of that layer
+            results[config, name] = best_seconds(timer(name, xc, wc, pad, groups), repeats)
 print(f"{'config':<18}" + "".join(f"{name:>16}" for name in contenders) + "   (ms, GFLOP/s)")
 for config in NAMED:
     cells = [
         f"{results[config, n] * 1e3:7.1f} {geometries[config].flops / results[config, n] / 1e9:6.1f}"
+        if (config, n) in results
+        else "-"
         for n in contenders
     ]
     print(f"{config:<18}" + "".join(f"{cell:>16}" for cell in cells))
@@ -134,10 +149,9 @@ if torch is not None:  # a second BLAS (oneDNN/MKL): the ceiling is the best mat
 print("float32 matmul GFLOP/s:", {name: round(value, 1) for name, value in matmul_gflops.items()})
 # The roof must be the best rate this machine reaches: a conv peer (oneDNN's direct kernels, Winograd) can beat a
 # plain matmul, so the ceiling is the best of the matmuls AND of every measured convolution.
-conv_best_gflops = max(geom.flops / results[c, n] / 1e9 for c, geom in geometries.items() for n in cpu_contenders)
-conv_best_label = max(
-    ((c, n) for c in geometries for n in cpu_contenders), key=lambda cn: geometries[cn[0]].flops / results[cn]
-)
+measured = [(c, n) for c in geometries for n in cpu_contenders if (c, n) in results]  # the pairs that ran
+conv_best_gflops = max(geometries[c].flops / results[c, n] / 1e9 for c, n in measured)
+conv_best_label = max(measured, key=lambda cn: geometries[cn[0]].flops / results[cn])
 peak_gflops = max(max(matmul_gflops.values()), conv_best_gflops)
 roof_source = "matmul" if peak_gflops > conv_best_gflops else f"{conv_best_label[1]} on {conv_best_label[0]}"
 print(f"roof: {peak_gflops:.1f} GFLOP/s, the best measured rate ({roof_source})")
@@ -155,14 +169,16 @@ intensity, best = {}, {}
 for config, geom in geometries.items():
     intensity[config] = geom.flops / geom.min_bytes(4)  # each of x, w, y moved once: the least traffic possible
     ceiling = min(peak_gflops, intensity[config] * bandwidth_gbs)
-    best[config] = min(cpu_contenders, key=lambda n, c=config: results[c, n])
+    best[config] = min((n for n in cpu_contenders if (config, n) in results), key=lambda n, c=config: results[c, n])
     attained = geom.flops / results[config, best[config]] / 1e9
     bound = "memory" if intensity[config] < ridge else "compute"
     print(
         f"{config:<18} {intensity[config]:9.1f} {bound:>8} {ceiling:15.1f} {attained:12.1f} "
         f"{attained / ceiling:9.0%}  ({best[config]})"
     )
-check("no measured point lies above the roof (the roof is the best measured rate)", conv_best_gflops <= peak_gflops)
+# No check that the points sit under the roof: the roof is defined as the best of them and the matmuls, so it could
+# not fail. What can be said is which measurement set it (printed above) and by how much the convolutions trail it.
+print(f"best convolution: {conv_best_gflops:.1f} GFLOP/s = {conv_best_gflops / peak_gflops:.0%} of the roof")
 check(
     "the depthwise layer has the lowest arithmetic intensity of the named configs",
     min(intensity, key=intensity.get) == "mobilenet-dw",
@@ -187,8 +203,11 @@ left.axvline(ridge, color=viz.NEUTRAL, linestyle=":")
 left.text(ridge * 1.1, 0.03, f"ridge {ridge:.1f} FLOP/byte", fontsize=8, transform=left.get_xaxis_transform())
 left.text(0.4, 0.4 * bandwidth_gbs * 1.5, f"memory: {bandwidth_gbs:.1f} GB/s", fontsize=8, rotation=38)
 left.text(ridge * 1.1, peak_gflops * 1.15, f"roof {peak_gflops:.0f} GFLOP/s (best measured: {roof_source})", fontsize=8)
+in_legend: set[str] = set()  # one legend entry per contender, at the first layer it ran on
 for config in NAMED:
     for name in cpu_contenders:
+        if (config, name) not in results:
+            continue
         left.scatter(
             intensity[config],
             geometries[config].flops / results[config, name] / 1e9,
@@ -198,8 +217,9 @@ for config in NAMED:
             edgecolors="black",
             linewidths=0.4,
             zorder=3,
-            label=name if config == "alexnet-conv2" else None,
+            label=None if name in in_legend else name,
         )
+        in_legend.add(name)
     best_gflops = geometries[config].flops / results[config, best[config]] / 1e9
     left.annotate(
         config,
@@ -210,7 +230,7 @@ for config in NAMED:
     )
 left.set_xlabel("arithmetic intensity (FLOP per byte of x + w + y)")
 left.set_ylabel("attained GFLOP/s (forward, float32)")
-attained_all = [geometries[c].flops / results[c, n] / 1e9 for c in NAMED for n in cpu_contenders]
+attained_all = [geometries[c].flops / results[c, n] / 1e9 for c, n in measured]
 left.set_ylim(min(attained_all) / 3, max(max(attained_all), peak_gflops) * 2.5)
 if intensity["mobilenet-dw"] < ridge:
     left.set_title("Depthwise sits left of the ridge: memory, not arithmetic, caps its speed", fontsize=10)
@@ -224,7 +244,7 @@ width = 0.8 / len(contenders)
 for i, name in enumerate(contenders):
     bars = right.bar(
         positions + (i - (len(contenders) - 1) / 2) * width,
-        [results[c, name] * 1e3 for c in NAMED],
+        [results.get((c, name), np.nan) * 1e3 for c in NAMED],  # a gap where the backend does not apply
         width,
         color=contender_colors[name],
         label=name,
@@ -269,9 +289,11 @@ for config, geom in geometries.items():
     )
 
 # %% [markdown]
-# **Exercise:** `lessons/exercises/ex6_numba.py` (your forward pass, compiled with Numba); grade it with
-# `gconv-edu grade lessons/exercises/ex6_numba.py`, then time it against the backends here.
+# **Exercise:** `exercises/ex6_numba.py` (your forward pass, compiled with Numba); grade it with `gconv-edu
+# grade exercises/ex6_numba.py` in a course folder (`gconv-edu course DIR`), or `gconv-edu grade
+# lessons/exercises/ex6_numba.py` from the root of a checkout, then time it against the backends here.
 
 # %%
-print("\nExercise: lessons/exercises/ex6_numba.py")
-print("grade it with: gconv-edu grade lessons/exercises/ex6_numba.py")
+print("\nExercise: exercises/ex6_numba.py (exercises/ is beside this lesson)")
+print("grade it, from a course folder (gconv-edu course DIR): gconv-edu grade exercises/ex6_numba.py")
+print("          from the root of a checkout:               gconv-edu grade lessons/exercises/ex6_numba.py")
