@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends import AUTO_RULE
-from ..configs import CONFIG_FIELDS, NAMED_CONFIGS, QUICK_CONFIGS, parse_config
+from .. import backends as registry
+from ..configs import CONFIG_FIELDS, CONFIG_SETS, NAMED_CONFIGS, parse_config
 from ..machine import check_threads, machine_name, thread_limit, torch_or_none
-from . import gpu, measure, report
+from . import gpu, measure, peak, report
 
 
 def _seconds(text: str) -> float:
@@ -45,9 +45,30 @@ def _writable(parser: argparse.ArgumentParser, option: str, path: str | None) ->
         parser.error(f"{option} {path!r} is not writable")
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an int") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gconv-edu bench", description="Benchmark backends x configs x passes.")
-    parser.add_argument("--config", action="append", help=f"a named config {sorted(NAMED_CONFIGS)} or {CONFIG_FIELDS}")
+    parser.add_argument(
+        "--config",
+        action="append",
+        help=f"a named config {sorted(NAMED_CONFIGS)}, a sweep layer (--list-configs) or {CONFIG_FIELDS}; repeatable",
+    )
+    parser.add_argument(
+        "--configs",
+        choices=sorted(CONFIG_SETS),
+        help="a set of configs: named (the default), sweep (18 further layers, to re-derive auto), all, quick",
+    )
+    parser.add_argument("--list-configs", action="store_true", help="print every config set and exit")
     parser.add_argument("--backends", nargs="+", help="backends to time (default: im2col numba auto on the CPU)")
     parser.add_argument("--no-peer", action="store_true", help="do not time PyTorch")
     parser.add_argument("--passes", nargs="+", choices=measure.PASSES, default=list(measure.PASSES))
@@ -65,16 +86,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait before every timed call (0 in --quick)",
     )
     parser.add_argument("--quick", action="store_true", help="tiny configs, 2 repeats, no settling (for tests)")
+    parser.add_argument(
+        "--peak-size",
+        type=_positive_int,
+        default=peak.PEAK_SIZE,
+        help=f"n of the n x n GEMM timed first for the machine's peak (default {peak.PEAK_SIZE}; 256 in --quick)",
+    )
+    parser.add_argument("--no-peak", action="store_true", help="do not measure the peak (no '%% peak' column)")
     return parser
+
+
+def list_configs() -> str:
+    """Every config set, one line per layer: name, N, C_in -> C_out, H x W, kernel, stride, padding, groups."""
+    lines = []
+    for set_name, configs in CONFIG_SETS.items():
+        if set_name == "all":
+            continue
+        lines.append(f"{set_name} ({len(configs)}):")
+        for c in configs.values():
+            lines.append(
+                f"  {c.name:<24} N={c.batch} {c.in_channels}->{c.out_channels} {c.height}x{c.width} "
+                f"k={c.kernel} stride={c.stride} pad={c.padding} groups={c.groups}"
+            )
+    lines.append("all: named + sweep")
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
     """``gconv-edu bench [--config NAME|N,Cin,Cout,H,W,k,stride,pad,groups ...] [--backends ...] ...``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.list_configs:
+        print(list_configs())
+        return 0
+    if args.config and args.configs:
+        parser.error("give --config NAME... or --configs SET, not both")
     try:
-        names = args.config or (list(QUICK_CONFIGS) if args.quick else list(NAMED_CONFIGS))
-        configs = [QUICK_CONFIGS[c] if c in QUICK_CONFIGS else parse_config(c) for c in names]
+        default_set = args.configs or ("quick" if args.quick else "named")
+        names = args.config or list(CONFIG_SETS[default_set])
+        configs = [parse_config(c) for c in names]
     except ValueError as error:
         parser.error(str(error))
     try:
@@ -113,17 +163,28 @@ def main(argv: list[str]) -> int:
             **(gpu.run_settings(torch) if args.device == "gpu" else {}),  # card, CuPy, TF32 off on both sides
         }
         _print_header(settings, args.device)
+        machine_peak = None
+        if not args.no_peak and args.device == "cpu":
+            size = min(args.peak_size, 256) if args.quick else args.peak_size
+            print(f"[bench] machine peak: {size}^3 GEMM (numpy{', torch' if torch else ''})", file=sys.stderr)
+            machine_peak = peak.measure_peak(args.dtype, size, torch=torch, settle_s=settle)
+        print(peak.describe_peak(machine_peak, args.threads))
         records = []
         for config in configs:
             records += measure.measure_config(
                 config, backends, peers, args.passes, args.dtype, repeats, args.threads, args.device, sys.stderr,
                 settle, torch,
             )  # fmt: skip
+    measure.annotate(records, machine_peak)
     print(report.format_table(records))
-    print(f"\nauto rule (CPU): {AUTO_RULE}")
+    print(f"\nauto rule (CPU): {registry.AUTO_RULE}")
+    winograd_auto = getattr(registry, "WINOGRAD_AUTO", None)  # the hook of issue 14.4, where the registry has it
+    if winograd_auto is not None:
+        print(f"winograd in auto (backends.WINOGRAD_AUTO): {'on' if winograd_auto else 'off'}")
+    print("auto vs the fastest of our other backends in this run:")
     print(report.auto_summary(records))
     if args.json:
-        print(f"[json] {report.write_json(args.json, settings, configs, records)}")
+        print(f"[json] {report.write_json(args.json, settings, configs, records, machine_peak)}")
     if not args.no_plot:
         from ..viz import figures_dir
 

@@ -21,6 +21,7 @@ from ..configs import LayerConfig, parse_config
 from ..geometry import ConvGeometry
 from ..machine import thread_limit, torch_or_none
 from . import gpu
+from .peak import PEAK_SIZE, add_peak_fractions, measure_peak
 
 PASSES = ("forward", "forward+backward")
 DEFAULT_CPU_BACKENDS = ("im2col", "numba", "auto")  # "naive" only on request: Python loops, minutes per config
@@ -157,6 +158,12 @@ def check_settings(
             raise ValueError(f"backends contains {name!r}; known: {backend_names() + ['auto']}")
 
 
+def unsupported_reason(name: str, geom: ConvGeometry) -> str | None:
+    """Why backend ``name`` does not compute this geometry (:meth:`Backend.supports`, e.g. winograd: 3x3, stride 1,
+    dilation 1 only), or None. Its rows are then skipped with that reason instead of failing the run."""
+    return get_backend(name).supports(geom)
+
+
 def _contenders(
     config: LayerConfig, pass_: str, names: Sequence[tuple[str, str]], arrays_on: dict[str, Any], device: str,
     torch: Any | None, records: list[dict[str, Any]],
@@ -175,6 +182,8 @@ def _contenders(
             prepared.append(Contender(name, kind, device, torch_call(torch, config, arrays_on["cpu"], pass_, where)))
         elif name not in usable:
             records.append(_record(config, pass_, name, kind, device, skipped=get_backend(name).availability()))
+        elif name != "auto" and (reason := unsupported_reason(name, config.geometry())) is not None:
+            records.append(_record(config, pass_, name, kind, device, skipped=f"not supported here: {reason}"))
         else:
             on = "gpu" if device == "gpu" and (name == "auto" or get_backend(name).device == "gpu") else "cpu"
             prepared.append(Contender(name, kind, on, our_call(name, config, arrays_on[on], pass_)))
@@ -184,18 +193,42 @@ def _contenders(
 def _time_rounds(
     label: str, prepared: Sequence[Contender], repeats: int, settle_s: float, progress: Any
 ) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """One warm-up call each, then ``repeats`` rounds with every contender once per round (fair under load)."""
+    """One warm-up call each, then ``repeats`` rounds with every contender once per round (fair under load).
+
+    Progress goes to ``progress``: a tqdm bar over the rounds when it is a terminal, else one line per step (a log).
+    """
     first, times = {}, {c.name: [] for c in prepared}
+    bar = _progress_bar(label, repeats, progress)
     for c in prepared:  # warm-up: compilation, caches, allocator pools
-        print(f"[bench] {label} {c.name}: warm-up", file=progress, flush=True)
+        if bar is None:
+            print(f"[bench] {label} {c.name}: warm-up", file=progress, flush=True)
+        else:
+            bar.set_postfix_str(f"warm-up {c.name}")
         time.sleep(0.0 if c.device == "gpu" else settle_s)  # a pause would let the GPU's clocks drop
         first[c.name] = time_once(c.call, c.device == "gpu")
     for round_ in range(repeats):
-        print(f"[bench] {label}: round {round_ + 1}/{repeats}", file=progress, flush=True)
+        if bar is None:
+            print(f"[bench] {label}: round {round_ + 1}/{repeats}", file=progress, flush=True)
+        else:
+            bar.set_postfix_str("rounds")
         for c in prepared:
             time.sleep(0.0 if c.device == "gpu" else settle_s)
             times[c.name].append(time_once(c.call, c.device == "gpu"))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     return first, times
+
+
+def _progress_bar(label: str, rounds: int, stream: Any) -> Any | None:
+    """A tqdm bar over ``rounds`` on ``stream`` when it is a terminal; None otherwise (then plain lines are printed)."""
+    isatty = getattr(stream, "isatty", None)
+    if stream is None or isatty is None or not isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=rounds, desc=f"[bench] {label}", unit="round", file=stream, leave=False, dynamic_ncols=True)
 
 
 def _peak(contender: Contender, torch: Any | None) -> int | None:
@@ -267,15 +300,19 @@ def run_benchmark(
     device: str = "cpu",
     progress: Any = None,
     settle_s: float = DEFAULT_SETTLE_S,
+    peak_size: int | None = PEAK_SIZE,
 ) -> list[dict[str, Any]]:
     """Time every (config, pass, contender); one dict per measurement (or per skip, with ``skipped``: the reason).
 
     Keys: config, pass, contender, kind ("backend" | "peer"), device, dtype, threads, ms_median, ms_min, ms_max,
     warmup_ms, gflops, ratio_to_peer (our time / the first peer's time), peer, peak_extra_mib, auto_choice
-    (what ``auto`` picked), and the config's roofline numbers (see :func:`roofline`).
+    (what ``auto`` picked), and the config's roofline numbers (see :func:`roofline`); from :func:`annotate`:
+    peak_gflops, fraction_of_peak (CPU rows; None without a peak), gflops_kind ("direct" | "effective"), and on
+    auto's rows fastest_backend, fastest_ms, auto_vs_fastest.
     ``device="gpu"`` times CuPy arrays on the GPU; CPU backends in ``backends`` still run on NumPy arrays.
     ``settle_s``: pause before every timed call, so the previous contender's worker threads are parked (see
-    :data:`DEFAULT_SETTLE_S`).
+    :data:`DEFAULT_SETTLE_S`). ``peak_size``: the GEMM measured first for the machine's peak (:mod:`.peak`; on the
+    CPU only); None skips it.
     """
     check_settings(backends, peers, passes, dtype, repeats, device, settle_s)
     configs = [parse_config(c) if isinstance(c, str) else c for c in configs]
@@ -283,8 +320,43 @@ def run_benchmark(
     torch = torch_or_none() if peers else None
     records: list[dict[str, Any]] = []
     with thread_limit(threads):
+        peak = None
+        if peak_size is not None and device == "cpu":
+            peak = measure_peak(dtype, peak_size, torch=torch, settle_s=settle_s)
         for config in configs:
             records += measure_config(
                 config, backends, peers, passes, dtype, repeats, threads, device, progress, settle_s, torch
             )
+    annotate(records, peak)
     return records
+
+
+def annotate(records: Sequence[dict[str, Any]], peak: dict[str, Any] | None) -> None:
+    """Add ``peak_gflops`` and the peak fractions (:func:`.peak.add_peak_fractions`) to every measured record, and
+    auto's comparison to auto's rows (:func:`compare_auto`)."""
+    add_peak_fractions(records, peak)
+    for record in records:
+        if "skipped" not in record:
+            record["peak_gflops"] = None if peak is None or record["device"] != "cpu" else peak["peak_gflops"]
+    compare_auto(records)
+
+
+def compare_auto(records: Sequence[dict[str, Any]]) -> None:
+    """To each of auto's rows, add the fastest of our other backends in the same (config, pass) of this run:
+    ``fastest_backend``, ``fastest_ms`` and ``auto_vs_fastest`` (auto's time / the fastest's; near 1.0 when auto
+    picked it). All None when no other backend ran beside it."""
+    for record in records:
+        if record["contender"] != "auto" or "skipped" in record:
+            continue
+        others = [
+            r
+            for r in records
+            if (r["config"], r["pass"]) == (record["config"], record["pass"])
+            and r["kind"] == "backend"
+            and r["contender"] != "auto"
+            and "skipped" not in r
+        ]
+        best = min(others, key=lambda r: r["ms_median"]) if others else None
+        record["fastest_backend"] = None if best is None else best["contender"]
+        record["fastest_ms"] = None if best is None else best["ms_median"]
+        record["auto_vs_fastest"] = None if best is None else record["ms_median"] / best["ms_median"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .measure import PASSES
+from .measure import PASSES, compare_auto
 
 
 def format_table(records: Sequence[dict[str, Any]]) -> str:
@@ -17,7 +17,7 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
     lines = []
     header = (
         f"{'pass':<17} {'contender':<10} {'device':<6} {'median ms':>10} {'min-max ms':>17} {'GFLOP/s':>8} "
-        f"{'vs peer':>8} {'peak MiB':>9} {'warm-up ms':>11}  note"
+        f"{'% peak':>7} {'vs peer':>8} {'peak MiB':>9} {'warm-up ms':>11}  note"
     )
     for config in dict.fromkeys(r["config"] for r in records):
         rows = [r for r in records if r["config"] == config]
@@ -39,36 +39,41 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
             ratio = "-" if r["ratio_to_peer"] is None else f"{r['ratio_to_peer']:.2f}"
             peak = "n/a" if r["peak_extra_mib"] is None else f"{r['peak_extra_mib']:.1f}"
             spread = f"{r['ms_min']:.2f}-{r['ms_max']:.2f}"
-            note = f"auto -> {r['auto_choice']}" if r.get("auto_choice") else ""
+            notes = [f"auto -> {r['auto_choice']}"] if r.get("auto_choice") else []
+            if r.get("gflops_kind") == "effective":
+                notes.append("effective GFLOP/s (direct FLOPs / time)")
+            fraction = r.get("fraction_of_peak")
+            percent = "-" if fraction is None else f"{100 * fraction:.1f}%"
             lines.append(
                 f"{r['pass']:<17} {r['contender']:<10} {r['device']:<6} {r['ms_median']:>10.2f} {spread:>17} "
-                f"{r['gflops']:>8.1f} {ratio:>8} {peak:>9} {r['warmup_ms']:>11.1f}  {note}"
+                f"{r['gflops']:>8.1f} {percent:>7} {ratio:>8} {peak:>9} {r['warmup_ms']:>11.1f}  {'; '.join(notes)}"
             )
     return "\n".join(lines)
 
 
 def auto_summary(records: Sequence[dict[str, Any]]) -> str:
-    """Per (config, pass): what ``auto`` picked, the fastest of our other backends in THIS run, and auto / fastest."""
-    lines = []
+    """Per (config, pass): what ``auto`` picked, the fastest of our other backends in THIS run, and auto / fastest.
+
+    Reads the fields :func:`gconv_edu.bench.measure.compare_auto` adds (added here when absent); ends with a count.
+    """
+    lines, picked_fastest, compared = [], 0, 0
     for record in records:
         if record["contender"] != "auto" or "skipped" in record:
             continue
-        others = [
-            r
-            for r in records
-            if (r["config"], r["pass"]) == (record["config"], record["pass"])
-            and r["kind"] == "backend"
-            and r["contender"] != "auto"
-            and "skipped" not in r
-        ]
-        if not others:
+        if "auto_vs_fastest" not in record:
+            compare_auto(records)
+        if record["fastest_backend"] is None:
             continue
-        best = min(others, key=lambda r: r["ms_median"])
-        ratio = record["ms_median"] / best["ms_median"]
+        compared += 1
+        picked_fastest += record["auto_choice"] == record["fastest_backend"]
         lines.append(
-            f"  {record['config']:<22} {record['pass']:<17} auto -> {record['auto_choice']:<7} fastest here: "
-            f"{best['contender']:<7} ({best['ms_median']:.2f} ms); auto / fastest = {ratio:.2f}"
+            f"  {record['config']:<22} {record['pass']:<17} auto -> {record['auto_choice']:<8} fastest here: "
+            f"{record['fastest_backend']:<8} ({record['fastest_ms']:.2f} ms); auto / fastest = "
+            f"{record['auto_vs_fastest']:.2f}"
         )
+    if not compared:
+        return "  (auto was not timed beside another backend: add auto and others to --backends)"
+    lines.append(f"  auto picked this run's fastest backend in {picked_fastest} of {compared} (config, pass) pairs")
     return "\n".join(lines)
 
 
@@ -124,13 +129,18 @@ def _finding(measured: Sequence[dict[str, Any]], relative: bool) -> str:
 
 
 def write_json(
-    path: str | Path, settings: dict[str, Any], configs: Sequence[Any], records: Sequence[dict[str, Any]]
+    path: str | Path,
+    settings: dict[str, Any],
+    configs: Sequence[Any],
+    records: Sequence[dict[str, Any]],
+    peak: dict[str, Any] | None = None,
 ) -> Path:
-    """The machine, the settings, the configs and every record, as one JSON file."""
+    """The machine, the settings, the measured peak (:mod:`.peak`; null when not measured), the configs and every
+    record, as one JSON file."""
     from dataclasses import asdict
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"settings": settings, "configs": [asdict(c) for c in configs], "records": list(records)}
+    payload = {"settings": settings, "peak": peak, "configs": [asdict(c) for c in configs], "records": list(records)}
     path.write_text(json.dumps(payload, indent=1))
     return path
