@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a set of configs: named (the default), sweep (18 further layers, to re-derive auto), all, quick",
     )
     parser.add_argument("--list-configs", action="store_true", help="print every config set and exit")
-    parser.add_argument("--backends", nargs="+", help="backends to time (default: im2col numba auto on the CPU)")
+    defaults = " ".join(measure.DEFAULT_CPU_BACKENDS)
+    parser.add_argument("--backends", nargs="+", help=f"backends to time (default: {defaults} on the CPU)")
     parser.add_argument("--no-peer", action="store_true", help="do not time PyTorch")
     parser.add_argument("--passes", nargs="+", choices=measure.PASSES, default=list(measure.PASSES))
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")

@@ -24,7 +24,11 @@ from . import gpu
 from .peak import PEAK_SIZE, add_peak_fractions, measure_peak
 
 PASSES = ("forward", "forward+backward")
-DEFAULT_CPU_BACKENDS = ("im2col", "numba", "auto")  # "naive" only on request: Python loops, minutes per config
+# "naive" only on request (Python loops, minutes per config); winograd where registered (rows it does not support are
+# skipped with its reason), so that auto can be compared with every fast backend
+DEFAULT_CPU_BACKENDS = tuple(
+    name for name in ("im2col", "numba", "winograd", "auto") if name in (*backend_names(), "auto")
+)
 DEFAULT_GPU_BACKENDS = ("cupy", "cupy-raw", "numba")
 # After a call, OpenBLAS's worker threads keep spinning for ~0.1-0.2 s (libgomp's, for Numba and PyTorch, for much
 # less), taking the cores from whoever runs next: measured, numba on resnext-g32 right after an im2col call took
