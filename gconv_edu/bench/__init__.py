@@ -15,7 +15,14 @@ What is measured, and how:
   NumPy reports its buffers to it, and Numba's arrays (also those a kernel allocates inside ``prange``, per thread)
   come from Python's raw allocator, which it hooks (checked: four 19 MiB buffers in a 2-thread prange show as a
   38 MiB peak). PyTorch's allocator is invisible to it, so PyTorch gets no number;
-* the roofline of each config: arithmetic intensity = FLOPs / :meth:`ConvGeometry.min_bytes` (each array touched once).
+* the roofline of each config: arithmetic intensity = FLOPs / :meth:`ConvGeometry.min_bytes` (each array touched once);
+* the machine's peak, first (:mod:`.peak`): the best GEMM rate of NumPy and PyTorch (2048^3, the run's dtype, same
+  threads), and every CPU row's GFLOP/s as a fraction of it (``% peak``). Winograd's GFLOP/s count the direct
+  convolution's FLOPs too, so they are *effective* rates (marked so) and may pass the peak;
+* ``auto``: the rule (:data:`gconv_edu.backends.AUTO_RULE`) is printed, and per (config, pass) what auto picked
+  against the fastest of our other backends in the same run (``auto / fastest``); ``--configs sweep`` adds 18 more
+  layers (:data:`gconv_edu.configs.SWEEP_CONFIGS`) to re-derive the rule from;
+* progress goes to stderr: a tqdm bar over the rounds on a terminal, one line per step otherwise.
 
 ``--device gpu`` times device-resident CuPy arrays with ``cupyx.profiler.benchmark`` (CUDA events) for ``cupy``,
 ``cupy-raw``, PyTorch CUDA (TF32 off) and one CPU backend, so one table shows CPU against GPU.
@@ -35,6 +42,7 @@ from .measure import (
     roofline,
     run_benchmark,
 )
+from .peak import measure_peak
 from .report import auto_summary, format_table, plot, write_json
 
 __all__ = [
@@ -49,6 +57,7 @@ __all__ = [
     "machine_name",
     "main",
     "measure_config",
+    "measure_peak",
     "plot",
     "roofline",
     "run_benchmark",
