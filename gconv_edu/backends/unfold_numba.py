@@ -16,8 +16,13 @@ chunk, not one per sample: measured on dense-3x3 (2 threads, loaded machine), 64
 plus 20 ms for the copy, while eight 64 x 576 @ 576 x 3136 products written straight into ``y`` took 390-490 ms.
 
 col2im is a parallel GATHER: one task per (sample n, input channel ci) owns the plane ``dx[n, ci]`` and adds into it
-every column entry that was copied from it, in a fixed (p, q, ow) order. No two tasks write the same element, so there
-are no atomics and no scattered writes between threads, and results do not depend on the thread count.
+every column entry that was copied from it, in a fixed (p, q, oh, ow) order. No two tasks write the same element, so
+there are no atomics and no scattered writes between threads, and results do not depend on the thread count.
+
+Padding's entries of the columns are real zeros, so a non-finite weight or dy meets them in the GEMMs as in the
+definition (inf * 0 = NaN), with no special case. Rough costs (one thread, CPU time, loaded 2-core machine; float32,
+N = 8): the unfold 6-9 ms and the gather 7-10 ms on dense-3x3 and alexnet-conv2, against 150-230 ms (wall, 2 threads)
+for the forward GEMM alone.
 
 Output size: ``H_out = (H + pad_top + pad_bottom - dil_h*(kH - 1) - 1) // sh + 1`` (likewise W_out).
 
