@@ -18,6 +18,7 @@ from conftest import assert_close
 
 import gconv_edu as gc
 from gconv_edu.backends import REGISTRY, environment_errors
+from gconv_edu.geometry import ConvGeometry
 from gconv_edu.transpose import conv_transpose2d_backward
 
 CPU_BACKENDS = [name for name, backend in REGISTRY.items() if backend.device == "cpu"]
@@ -165,9 +166,10 @@ def test_index_overflow_refused_on_every_backend(backend, parameter):
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_output_too_large_is_a_named_memory_error(backend):
-    """padding=2**20 on a 1x1 image: a (2**21+1)^2 output, 32 TiB; 2**61: its byte count does not even fit."""
-    x, w = np.ones((1, 1, 1, 1)), np.ones((1, 1, 1, 1))
-    for padding, size in ((2**20, 2**21 + 1), (2**61, 2**62 + 1)):
+    """padding=2**20 on a 1x1 image, 3x3 kernel (every CPU backend computes it): a (2**21-1)^2 output, 32 TiB;
+    2**61: its byte count does not even fit in 64 bits."""
+    x, w = np.ones((1, 1, 1, 1)), np.ones((1, 1, 3, 3))
+    for padding, size in ((2**20, 2**21 - 1), (2**61, 2**62 - 1)):
         with pytest.raises(MemoryError, match=r"cannot allocate y \(N, C_out, H_out, W_out\)") as info:
             gc.conv2d(x, w, padding=padding, backend=backend)
         assert f"({1}, {1}, {size}, {size}) float64 needs {size * size * 8} bytes" in str(info.value)
@@ -175,12 +177,18 @@ def test_output_too_large_is_a_named_memory_error(backend):
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_huge_dilation(backend):
-    """dilation 2**40 with padding 2**39: a 3x3 output of padding only. numba never materialises the padding and
-    computes it; naive and im2col pad for real and say which buffer they could not allocate."""
+    """dilation 2**40 with padding 2**39: a 3x3 output of padding only. numba and im2col's compiled unfold never
+    materialise the padding and compute it; naive pads for real and says which buffer it could not allocate; a
+    backend that does not support dilation says so."""
     rng = np.random.default_rng(1)
     x, w, bias = rng.standard_normal((1, 1, 3, 3)), rng.standard_normal((1, 1, 2, 2)), rng.standard_normal(1)
     options = dict(dilation=2**40, padding=2**39)
-    if backend != "numba":
+    unsupported = REGISTRY[backend].supports(ConvGeometry.from_shapes(x.shape, w.shape, **options))
+    if unsupported:
+        with pytest.raises(ValueError, match="supports"):
+            gc.conv2d(x, w, bias, backend=backend, **options)
+        return
+    if backend == "naive":
         with pytest.raises(MemoryError, match=r"cannot allocate xpad \(x zero-padded by pad_widths=.*549755813888"):
             gc.conv2d(x, w, bias, backend=backend, **options)
         return
