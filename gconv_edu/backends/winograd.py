@@ -292,7 +292,15 @@ def _input_tiles(x: np.ndarray, tile: int, tiles_h: int, tiles_w: int, pad_top: 
 
 
 def _convolve(
-    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, groups: int, pad_top: int, pad_left: int, out_size, tile: int
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    groups: int,
+    pad_top: int,
+    pad_left: int,
+    out_size: tuple[int, int],
+    tile: int,
+    output_name: str = "y (N, C_out, H_out, W_out)",
 ) -> np.ndarray:
     """Stride-1 3x3 grouped convolution by F(tile x tile, 3x3); padding offsets may be negative (a crop).
 
@@ -301,7 +309,7 @@ def _convolve(
     (batch, in_channels), out_channels = x.shape[:2], weight.shape[0]
     in_per_group, out_per_group = in_channels // groups, out_channels // groups
     alpha2 = (tile + 2) ** 2
-    y = empty(np, "y (N, C_out, H_out, W_out)", (batch, out_channels, *out_size), x.dtype)
+    y = empty(np, output_name, (batch, out_channels, *out_size), x.dtype)  # first: a too-large output says so
     tiles_h, tiles_w = _tiles(*out_size, tile)
     count = batch * tiles_h * tiles_w
     u = empty(np, "winograd U (G g G^T of every filter)", (alpha2, out_channels, in_per_group), x.dtype)
@@ -375,7 +383,8 @@ def backward(
     groups = geom.groups
     # dx: a stride-1 convolution of dy, padded by k - 1 - pad = 2 - pad (negative: a crop), output (H, W)
     no_bias = np.zeros(geom.in_channels, x.dtype)
-    dx = _convolve(dy, flipped_transposed(weight, groups), no_bias, groups, 2 - top, 2 - left, x.shape[2:], tile)
+    dx_filter = flipped_transposed(weight, groups)
+    dx = _convolve(dy, dx_filter, no_bias, groups, 2 - top, 2 - left, x.shape[2:], tile, "dx (N, C_in, H, W)")
     dw = _weight_gradient(dy, x, geom, tile)
     db = dy.sum(axis=(0, 2, 3), dtype=np.float64).astype(x.dtype)
     return dx, dw, db
