@@ -1,4 +1,5 @@
-"""The experiment's ingredients: the synthetic data, a quick training run, and lesson 10 end to end in quick mode."""
+"""The experiment's ingredients: the synthetic data, a quick training run, and lesson 10 end to end in fast mode
+(through `gconv-edu lessons`, with its seeds from the environment) and its refusal of bad seeds."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def test_images_are_deterministic_balanced_and_in_range():
     assert not np.array_equal(images, other)
     assert np.bincount(labels, minlength=len(CLASS_NAMES)).tolist() == [10] * len(CLASS_NAMES)
     low, high = np.percentile(images, [1, 99])
-    assert -0.5 < low < 0.3 and 0.6 < high < 2.0  # RGB mostly in [0, 1]; noise and bright patches reach beyond
+    assert -0.5 < low < 0.3 and 0.6 < high < 2.0  # RGB mostly in [0, 1]; the pixel noise reaches beyond
 
 
 def test_colour_alone_and_orientation_alone_do_not_classify():
@@ -87,22 +88,47 @@ def test_quick_training_run_reaches_well_above_chance():
     assert after > 3 * chance, f"test accuracy {after:.3f} after 3 epochs (before {before:.3f}, chance {chance:.3f})"
 
 
+FIGURES = [
+    "10_accuracy_and_cost.png",
+    "10_colour_selectivity.png",
+    "10_data_samples.png",
+    "10_filter_correlation.png",
+    "10_first_layer_filters.png",
+]
+
+
 @pytest.mark.slow
-def test_lesson_10_runs_in_quick_mode(tmp_path):
-    env = {**os.environ, "GCONV_FIGURES_DIR": str(tmp_path), "GCONV_LESSONS_FAST": "1", "MPLBACKEND": "Agg"}
+def test_lesson_10_through_gconv_edu_lessons_takes_its_seeds_from_the_environment(tmp_path):
+    """`gconv-edu lessons 10 --fast` passes GCONV_SEEDS / GCONV_DATA_SEED through; the rules come before training."""
+    env = {**os.environ, "GCONV_SEEDS": "3,5", "GCONV_DATA_SEED": "1", "MPLBACKEND": "Agg"}
+    env.pop("GCONV_LESSONS_FAST", None)
+    command = [sys.executable, "-m", "gconv_edu", "lessons", "10", "--fast", "--figures", str(tmp_path)]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    assert "FAST MODE" in out and "FAILED" not in out
+    assert "seeds (3, 5) (data seed 1)" in out
+    assert out.index("Pre-registered decision rules") < out.index("trained 4 runs")
+    for verdict in ("Claim 1", "Claim 2 (same accuracy), R1", "Regulariser, R2", "R3", "R4", "Time, R5"):
+        assert verdict in out, f"{verdict} verdict missing"
+    assert sorted(p.name for p in tmp_path.glob("10_*.png")) == FIGURES
+
+
+@pytest.mark.parametrize(
+    ("arguments", "environment", "message"),
+    [
+        (["--seeds", "0"], {}, "--seeds='0' must name at least 2 distinct seeds"),
+        (["--seeds", "a-b"], {}, "--seeds='a-b': expected seeds like"),
+        ([], {"GCONV_SEEDS": "1,1"}, "GCONV_SEEDS='1,1' must name at least 2 distinct seeds"),
+        (["--data-seed", "-1"], {}, "--data-seed='-1': expected an int >= 0"),
+        ([], {"GCONV_DATA_SEED": "x"}, "GCONV_DATA_SEED='x': expected an int >= 0"),
+    ],
+)
+def test_lesson_10_refuses_bad_seeds_before_any_work(tmp_path, arguments, environment, message):
+    env = {**os.environ, "GCONV_FIGURES_DIR": str(tmp_path), "MPLBACKEND": "Agg", **environment}
     result = subprocess.run(
-        [sys.executable, str(LESSON)], cwd=LESSON.parent, env=env, capture_output=True, text=True, timeout=240
+        [sys.executable, str(LESSON), *arguments], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "QUICK MODE" in result.stdout
-    assert "FAILED" not in result.stdout
-    for claim in ("Claim 1", "Claim 2", "Claim 3a", "Claim 3b"):
-        assert claim in result.stdout, f"{claim} verdict missing"
-    written = sorted(p.name for p in tmp_path.glob("10_*.png"))
-    assert written == [
-        "10_accuracy_and_cost.png",
-        "10_colour_selectivity.png",
-        "10_data_samples.png",
-        "10_filter_correlation.png",
-        "10_first_layer_filters.png",
-    ]
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+    assert "Pre-registered" not in result.stdout and not list(tmp_path.glob("*.png"))
