@@ -220,6 +220,10 @@ parameters = {g: sum(p.value.size for p in build_model(g, 0).parameters()) for g
 conv2_weights = {g: build_model(g, 0)[CONV2].weight.value.size for g in GROUPS}
 print(", ".join(f"G={g}: {parameters[g]:,} parameters ({conv2_weights[g]:,} in conv2)" for g in GROUPS))
 check("conv2's weights halve with G = 2", conv2_weights[2] * 2 == conv2_weights[1])
+check(
+    "a seed gives both architectures the same conv1 start",
+    np.array_equal(build_model(1, 0)[CONV1].weight.value, build_model(2, 0)[CONV1].weight.value),
+)
 
 # %% [markdown]
 # ## Part C: training, interleaved and paired by seed
