@@ -268,3 +268,25 @@ def test_compiled_unfold_multiplies_the_padding_as_the_definition_does():
         np.testing.assert_array_equal(np.isnan(value), np.isnan(want), err_msg=label)
         np.testing.assert_array_equal(np.isinf(value), np.isinf(want), err_msg=label)
     assert np.isnan(got[0]).any() and np.isnan(got[2]).any()  # the case does reach the padding
+
+
+def test_compiled_unfold_from_several_python_threads():
+    """The Numba kernels launch under numba_cpu's lock unless the threading layer is thread-safe (workqueue aborts
+    the process when two threads enter it at once); results stay exact."""
+    import threading
+
+    geom, x, w, dy = _unfold_case("g2-s2-uneven", np.float64)
+    want = im2col_backend.forward(x, w, None, geom), im2col_backend.backward(dy, x, w, geom)
+    mismatches = []
+
+    def work():
+        for _ in range(5):
+            got = im2col_backend.forward(x, w, None, geom), im2col_backend.backward(dy, x, w, geom)
+            mismatches.extend(1 for a, b in zip((got[0], *got[1]), (want[0], *want[1])) if not np.array_equal(a, b))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not mismatches
