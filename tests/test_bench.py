@@ -306,3 +306,16 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise():
     assert "[bench] cfg forward:" in shown and "0/3" in shown and "round/s" in shown  # tqdm's bar over the rounds
     assert "round 1/3" not in shown  # ... and not the log lines
     assert measure._progress_bar("x", 1, None) is None and measure._progress_bar("x", 1, log) is None
+
+
+@pytest.mark.parametrize("chosen", ["sweep", "all", "named", "quick"])
+def test_cli_configs_option_selects_the_set(monkeypatch, capsys, chosen):
+    """--configs SET times exactly that set, in order (measuring stubbed out: only the selection is under test)."""
+    from gconv_edu.bench import measure
+    from gconv_edu.configs import CONFIG_SETS
+
+    seen = []
+    monkeypatch.setattr(measure, "measure_config", lambda config, *args: seen.append(config.name) or [])
+    assert bench.main(["--configs", chosen, "--no-peer", "--no-peak", "--no-plot", "--repeats", "1"]) == 0
+    assert seen == list(CONFIG_SETS[chosen])
+    assert "machine peak: not measured" in capsys.readouterr().out
