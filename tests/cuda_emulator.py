@@ -37,7 +37,8 @@ _SHIM = r"""
 // by one OS thread; __syncthreads() hands control back to a scheduler that resumes every thread in turn, so each
 // thread runs from one barrier to the next before any runs on. The kernels call __shfl_down_sync in lock-step from
 // every thread of the block (uniform loops), so a barrier on each side of a shared buffer gives the warp shuffle's
-// result. Blocks run one after the other.
+// result. Blocks run one after the other (grids of up to three dimensions; blocks are one-dimensional). A
+// __shared__ array is a static of its kernel: one copy, seen by every thread of the block, as on the GPU.
 #include <stdlib.h>
 #include <ucontext.h>
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
@@ -62,15 +63,16 @@ template <typename T> static T __shfl_down_sync(unsigned, T value, int offset) {
 template <typename T> static T atomicAdd(T* address, T value) { T old = *address; *address = old + value; return old; }
 static void thread_main() { block_body(block_closure); finished[threadIdx.x] = true; }
 template <typename F> static void call_closure(void* closure) { (*(F*)closure)(); }
-template <typename F> static void run_grid(unsigned gx, unsigned gy, unsigned bx, F kernel) {
+template <typename F> static void run_grid(unsigned gx, unsigned gy, unsigned gz, unsigned bx, F kernel) {
     const size_t stack_size = 1 << 16;
     char* stacks = (char*)malloc(stack_size * bx);
-    gridDim.x = gx; gridDim.y = gy; blockDim.x = bx;
+    gridDim.x = gx; gridDim.y = gy; gridDim.z = gz; blockDim.x = bx;
     block_body = call_closure<F>;
     block_closure = &kernel;
+    for (unsigned z = 0; z < gz; ++z)
     for (unsigned y = 0; y < gy; ++y)
         for (unsigned x = 0; x < gx; ++x) {
-            blockIdx.x = x; blockIdx.y = y;
+            blockIdx.x = x; blockIdx.y = y; blockIdx.z = z;
             for (unsigned t = 0; t < bx; ++t) {
                 getcontext(&contexts[t]);
                 contexts[t].uc_stack.ss_sp = stacks + t * stack_size;
@@ -109,8 +111,9 @@ class CpuEmulator:
                 declarations = ", ".join(declaration for declaration, _, _ in params)
                 names = ", ".join(param for _, param, _ in params)
                 lines.append(
-                    f'extern "C" void launch_{name}(unsigned gx, unsigned gy, unsigned bx, {declarations}) '
-                    f"{{ run_grid(gx, gy, bx, [=] {{ {name}({names}); }}); }}"
+                    f'extern "C" void launch_{name}(unsigned gx, unsigned gy, unsigned gz, unsigned bx, '
+                    f"{declarations}) "
+                    f"{{ run_grid(gx, gy, gz, bx, [=] {{ {name}({names}); }}); }}"
                 )
             stem = self.directory / f"kernels{len(self.libraries)}"
             stem.with_suffix(".cpp").write_text("\n".join(lines))
@@ -127,7 +130,7 @@ class CpuEmulator:
         index, index_ctype = (np.int64, ctypes.c_longlong) if wide else (np.int32, ctypes.c_int)
         scalar = np.float64 if "-DSCALAR_T=double" in launch.options else np.float32
         function = getattr(self._library(launch.options), f"launch_{launch.name}")
-        function.argtypes = [ctypes.c_uint] * 3 + [ctypes.c_void_p if ptr else index_ctype for _, _, ptr in params]
+        function.argtypes = [ctypes.c_uint] * 4 + [ctypes.c_void_p if ptr else index_ctype for _, _, ptr in params]
         values = []
         for (_, name, is_pointer), value in zip(params, launch.args, strict=True):
             if is_pointer:
@@ -136,5 +139,6 @@ class CpuEmulator:
             else:
                 assert type(value) is index, f"{launch.name}: {name} is {type(value).__name__}"
                 values.append(int(value))
-        grid = (*launch.grid, 1)[:2]
-        function(grid[0], grid[1], launch.block[0], *values)
+        assert launch.block[0] <= 1024 and len(launch.block) == 1, launch.block
+        grid = (*launch.grid, 1, 1)[:3]
+        function(*grid, launch.block[0], *values)

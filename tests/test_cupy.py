@@ -1,13 +1,15 @@
 """The GPU backends ("cupy", "cupy-raw"): what can be checked without a GPU, and GPU tests that skip without one.
 
 Without a GPU:
-- every ``kernels/*.cu`` compiles with ``nvcc -ptx`` for sm_80 and sm_90, float/double, 32/64-bit indices, with
-  exactly the ``-D`` options cupy_gpu gives NVRTC (skipped without nvcc); and with NVRTC itself where CuPy loads it;
+- every ``kernels/*.cu`` compiles for sm_80 and sm_90 without spills up to 7x7 (tests/test_kernels_compile.py,
+  nvcc with the options NVRTC gets, ``-ftz=true`` included); and with NVRTC itself where CuPy loads it (here);
 - the launch builders: arguments named and typed as the kernels declare them, grids covering every element, the
-  64-bit path above the 32-bit limit;
+  64-bit path above the 32-bit limit, which geometries the tiled kernels take;
 - the kernels RUN on the CPU: the ``.cu`` files are compiled as C++ with a small shim (a block's CUDA threads as
-  coroutines, ``__syncthreads`` as a switch back to their scheduler, ``__shfl_down_sync`` through a buffer) and
-  driven by cupy_gpu's own launch code, against the float64 reference;
+  coroutines, ``__syncthreads`` as a switch back to their scheduler, ``__shfl_down_sync`` through a buffer, shared
+  memory as a static array) and driven by cupy_gpu's own launch code, against the float64 reference: the simple
+  kernels and the tiled ones (forward, dx on the flipped filter, dw + db over the tiles), inf/NaN as the definition
+  gives them, with no host-side check (no ``isfinite`` on the way);
 - availability() and the error that gc.conv2d raises here.
 GPU tests carry the ``gpu`` marker and skip with the reason where no CUDA device is usable.
 """
@@ -42,7 +44,14 @@ CASES = {
     "pointwise-g2": ((2, 4, 5, 5), (4, 2, 1, 1), 1, 0, 1, 2, True, False),
     "same-even-kernel": ((1, 2, 6, 8), (2, 2, 2, 4), 1, "same", 1, 1, True, False),
     "depthwise-split-dw": ((2, 2, 24, 24), (2, 1, 3, 3), 1, 1, 1, 2, True, False),  # dw reduction in 2 splits
+    # The tiled kernels' geometries: several tiles (32 x 32 outputs each) with edge tiles, stride 2 (tiled forward and
+    # dw, gather dx), dilation, a thin group (4 x 4 channels, resnext-like), a depthwise multiplier on the dx side.
+    "tiled-depthwise-3x3-3x2-tiles": ((2, 3, 70, 40), (3, 1, 3, 3), 1, 1, 1, 3, True, False),
+    "tiled-depthwise-5x5-s2-d2": ((1, 2, 37, 75), (2, 1, 5, 5), 2, 3, 2, 2, False, True),
+    "tiled-thin-4x4-3x3": ((2, 8, 34, 33), (8, 4, 3, 3), 1, 1, 1, 2, True, False),
+    "tiled-depthwise-mult3-2x3-pad2x0": ((1, 2, 9, 35), (6, 1, 2, 3), 1, (2, 0), 1, 2, True, False),
 }
+TILED_CASES = [name for name in CASES if name.startswith("tiled")] + ["depthwise-mult2-k5x5-same", "depthwise-split-dw"]
 DTYPES = [pytest.param(np.float64, id="f64"), pytest.param(np.float32, id="f32")]
 
 
@@ -71,12 +80,16 @@ class Placeholder:
 
 
 def all_launches(geom, dtype):
+    """The simple kernels' launches, then the tiled ones' (forward, dx on the flipped filter, dw + db)."""
     p = Placeholder
     return [
         cupy_gpu.forward_launch(geom, dtype, p(), p(), p(), p()),
         cupy_gpu.backward_input_launch(geom, dtype, p(), p(), p()),
         cupy_gpu.backward_weight_launch(geom, dtype, p(), p(), p()),
         cupy_gpu.backward_weight_atomic_launch(geom, dtype, p(), p(), p()),
+        cupy_gpu.tiled_forward_launch(geom, dtype, p(), p(), p(), p()),
+        cupy_gpu.tiled_backward_input_launch(geom, dtype, p(), p(), p(), p()),
+        cupy_gpu.tiled_backward_weight_launch(geom, dtype, p(), p(), p()),
     ]
 
 
@@ -181,21 +194,15 @@ def test_kernels_are_self_contained_for_nvrtc():
 
 
 def _option_sets():
-    """The option sets to compile: float/double x 32/64-bit indices, as cupy_gpu builds them."""
-    return [cupy_gpu.compile_options(dtype, geom) for dtype in (np.float32, np.float64) for geom in (SMALL, HUGE)]
-
-
-@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
-@pytest.mark.parametrize("path", KERNEL_FILES, ids=lambda p: p.name)
-def test_kernel_compiles_with_nvcc(path, arch, tmp_path):
-    nvcc = shutil.which("nvcc")
-    if nvcc is None:
-        pytest.skip("nvcc not on PATH")
-    for options in _option_sets():
-        command = [nvcc, "-ptx", f"-arch={arch}", "-Werror", "all-warnings", *options, "-o", str(tmp_path / "k.ptx")]
-        result = subprocess.run([*command, str(path)], capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, f"{' '.join(command)} {path.name}:\n{result.stderr}"
-        assert f".entry {path.stem.replace('conv2d', 'gconv')}" in (tmp_path / "k.ptx").read_text()
+    """Every option set cupy-raw builds for SMALL and HUGE in float/double (32/64-bit indices, simple and tiled)."""
+    return sorted(
+        {
+            launch.options
+            for dtype in (np.float32, np.float64)
+            for geom in (SMALL, HUGE)
+            for launch in all_launches(geom, dtype)
+        }
+    )
 
 
 @pytest.mark.parametrize("path", KERNEL_FILES, ids=lambda p: p.name)
@@ -207,8 +214,8 @@ def test_kernel_compiles_with_cupys_nvrtc(path):
     except Exception as error:
         pytest.skip(f"CuPy cannot load NVRTC here ({type(error).__name__})")
     for options in _option_sets():
-        # The options CuPy adds itself when RawModule compiles (cupy/cuda/compiler.py).
-        full = (*options, "-arch=compute_80", "--device-as-default-execution-space", "-ftz=true")
+        # The options CuPy adds itself when RawModule compiles (cupy/cuda/compiler.py): -arch and -ftz=true.
+        full = (*options, "-arch=compute_80", "-ftz=true")
         program = nvrtc.createProgram(path.read_text(), path.name, (), ())
         try:
             nvrtc.compileProgram(program, full)
@@ -226,25 +233,94 @@ def emulator(tmp_path_factory):
     return CpuEmulator(tmp_path_factory.mktemp("cuda_on_cpu"))
 
 
-def _check_raw_backend(case, dtype, xp, run, compare=assert_close):
-    """cupy_gpu's raw forward/backward bodies with array module ``xp`` and launcher ``run``, vs the reference."""
+class Recording:
+    """A launcher that records the kernel names it runs, then hands the launch on."""
+
+    def __init__(self, run):
+        self.run, self.names = run, []
+
+    def __call__(self, launch):
+        self.names.append(launch.name)
+        self.run(launch)
+
+
+def _expected_kernels(geom, dtype, tiled):
+    """The kernels cupy-raw should launch for forward + backward (+ the atomic contrast) on this geometry."""
+    use = {kind: tiled and cupy_gpu.tiled_supports(geom, kind, dtype) for kind in ("forward", "backward_input")}
+    use["backward_weight"] = tiled and cupy_gpu.tiled_supports(geom, "backward_weight", dtype)
+    return [
+        "gconv_tiled_forward" if use["forward"] else "gconv_forward",
+        "gconv_tiled_forward" if use["backward_input"] else "gconv_backward_input",
+        "gconv_tiled_backward_weight" if use["backward_weight"] else "gconv_backward_weight",
+        "gconv_backward_weight_atomic",
+    ]
+
+
+def _check_raw_backend(case, dtype, xp, run, compare=assert_close, tiled=True):
+    """cupy_gpu's raw forward/backward bodies with array module ``xp`` and launcher ``run``, vs the reference;
+    returns the kernels launched, in order."""
     x, weight, bias, dy, options, geom = _case(case, dtype)
+    run = Recording(run)
     y = cupy_gpu._raw_forward(
-        xp.asarray(x), xp.asarray(weight), None if bias is None else xp.asarray(bias), geom, xp, run
+        xp.asarray(x), xp.asarray(weight), None if bias is None else xp.asarray(bias), geom, xp, run, tiled
     )
     compare(y, ref.conv2d(x, weight, bias, **options), dtype, "y")
-    dx, dw, db = cupy_gpu._raw_backward(xp.asarray(dy), xp.asarray(x), xp.asarray(weight), geom, xp, run)
+    dx, dw, db = cupy_gpu._raw_backward(xp.asarray(dy), xp.asarray(x), xp.asarray(weight), geom, xp, run, tiled)
     dw_atomic = cupy_gpu._raw_weight_grad_atomic(xp.asarray(dy), xp.asarray(x), geom, xp, run)
     dx_ref, dw_ref, db_ref = ref.conv2d_backward(dy, x, weight, **options)
     for got, want, label in ((dx, dx_ref, "dx"), (dw, dw_ref, "dw"), (db, db_ref, "db"), (dw_atomic, dw_ref, "dw")):
-        assert got.dtype == dtype, label
+        assert got.dtype == dtype and got.shape == want.shape, label
         compare(got, want, dtype, label)
+    assert run.names == _expected_kernels(geom, dtype, tiled)
+    return run.names
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", list(CASES))
-def test_raw_kernels_on_cpu_emulation_match_reference(emulator, case, dtype):
-    _check_raw_backend(case, dtype, np, emulator)
+def test_simple_kernels_on_cpu_emulation_match_reference(emulator, case, dtype):
+    _check_raw_backend(case, dtype, np, emulator, tiled=False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", TILED_CASES)
+def test_tiled_kernels_on_cpu_emulation_match_reference(emulator, case, dtype):
+    names = _check_raw_backend(case, dtype, np, emulator, tiled=True)
+    assert names[0] == "gconv_tiled_forward" and names[2] == "gconv_tiled_backward_weight", names
+    *_, geom = _case(case, dtype)
+    assert (names[1] == "gconv_tiled_forward") == (geom.stride == (1, 1)), names  # dx: the flipped filter
+
+
+def test_tiled_kernels_loop_over_filters_past_the_grid_limit(emulator, monkeypatch):
+    """blockIdx.z runs over the filters in a grid-stride loop when C_out exceeds gridDim.z's limit."""
+    for cached in (cupy_gpu._tiled_without_arrays, cupy_gpu.weight_grad_splits, cupy_gpu._launch_without_arrays):
+        cached.cache_clear()
+    monkeypatch.setattr(cupy_gpu, "MAX_GRID_Y", 3)  # 8 filters on a grid of 3 in z: 3 + 3 + 2
+    try:
+        *_, geom = _case("tiled-thin-4x4-3x3", np.float64)
+        assert cupy_gpu.tiled_forward_launch(geom, np.float64, *[None] * 4).grid[2] == 3
+        _check_raw_backend("tiled-thin-4x4-3x3", np.float64, np, emulator, tiled=True)
+    finally:
+        for cached in (cupy_gpu._tiled_without_arrays, cupy_gpu.weight_grad_splits, cupy_gpu._launch_without_arrays):
+            cached.cache_clear()
+
+
+def test_tiled_kernels_take_depthwise_and_thin_groups_only():
+    def supports(x_shape, w_shape, dtype=np.float32, **options):
+        geom = _geom(x_shape, w_shape, **options)
+        return {
+            kind: cupy_gpu.tiled_supports(geom, kind, dtype)
+            for kind in ("forward", "backward_input", "backward_weight")
+        }
+
+    every = {"forward": True, "backward_input": True, "backward_weight": True}
+    assert supports((8, 64, 112, 112), (64, 1, 3, 3), padding=1, groups=64) == every  # mobilenet-dw
+    assert supports((8, 128, 56, 56), (128, 4, 3, 3), padding=1, groups=32) == every  # resnext-g32
+    assert supports((8, 64, 56, 56), (64, 1, 7, 7), np.float64, padding=3, groups=64) == every
+    assert supports((8, 64, 56, 56), (64, 1, 3, 3), stride=2, padding=1, groups=64)["backward_input"] is False
+    assert not any(supports((8, 96, 27, 27), (256, 48, 5, 5), padding=2, groups=2).values())  # alexnet-conv2
+    assert not any(supports((8, 64, 56, 56), (64, 64, 3, 3), padding=1).values())  # dense
+    assert not any(supports((1, 4, 64, 64), (4, 1, 9, 9), groups=4).values())  # 81 taps: over 64 registers
+    assert not any(supports((1, 4, 200, 200), (4, 1, 3, 3), dilation=40, groups=4).values())  # halo past 48 KiB
 
 
 def test_public_entry_points_run_the_shared_code(emulator, monkeypatch):
@@ -273,28 +349,45 @@ def test_raw_kernels_64_bit_index_path_on_cpu_emulation(emulator, case, monkeypa
     monkeypatch.setattr(cupy_gpu, "INDEX32_LIMIT", 0)  # every geometry now takes the -DINDEX_64BIT build
     *_, geom = _case(case, np.float64)
     for launch in all_launches(geom, np.float64):  # built after the patch, cache or not
-        assert "-DINDEX_64BIT" in launch.options and all(type(a) is np.int64 for a in launch.args[-13:])
+        scalars = [a for a in launch.args if not isinstance(a, Placeholder)]
+        assert "-DINDEX_64BIT" in launch.options and scalars and all(type(a) is np.int64 for a in scalars)
     _check_raw_backend(case, np.float64, np, emulator)
 
 
+class NoHostChecks:
+    """NumPy as the array module, minus what would read device values back to the host on a GPU."""
+
+    FORBIDDEN = frozenset({"isfinite", "isnan", "isinf", "all", "any", "asnumpy"})
+
+    def __getattr__(self, name):
+        if name in self.FORBIDDEN:
+            raise AssertionError(f"xp.{name}: a device-to-host check in the hot path")
+        return getattr(np, name)
+
+
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf * 0, on purpose
-def test_raw_kernels_nonfinite_weights_and_dy_over_padding_on_cpu_emulation(emulator):
-    """The kernels skip padding taps; inf * 0 = NaN there must still come out as in the definition."""
+@pytest.mark.parametrize("tiled", [False, True], ids=["simple", "tiled"])
+@pytest.mark.parametrize("where", ["weight", "dy", "x"])
+def test_raw_kernels_nonfinite_values_as_the_definition_without_host_checks(emulator, where, tiled):
+    """inf meeting the padding gives inf * 0 = NaN (the kernels multiply the padding's zeros); inf next to outputs
+    that do not exist stays out of the sum (the tiled kernels' edge threads and dx's absent dy rows); and no
+    ``isfinite`` on the host decides it."""
     from test_backends_grid import _same_nonfinite_pattern
 
     rng = np.random.default_rng(13)
     x, weight = rng.standard_normal((2, 4, 6, 5)), rng.standard_normal((4, 2, 3, 3))
     options = dict(stride=1, padding=1, dilation=1, groups=2)
     geom = ConvGeometry.from_shapes(x.shape, weight.shape, None, **options)
-    weight[0, 0, 0, 0] = np.inf
-    y = cupy_gpu._raw_forward(x, weight, None, geom, np, emulator)
-    _same_nonfinite_pattern(y, ref.conv2d(x, weight, **options), "y")
-    weight[0, 0, 0, 0] = 1.0
     dy = rng.standard_normal(geom.y_shape)
-    dy[0, 0, 0, 0] = np.inf
-    got = cupy_gpu._raw_backward(dy, x, weight, geom, np, emulator)
+    {"weight": weight, "dy": dy, "x": x}[where][0, 0, 0, 0] = np.inf
+    x[1, 3, -1, -1] = -np.inf if where == "x" else x[1, 3, -1, -1]
+    run = Recording(emulator)
+    y = cupy_gpu._raw_forward(x, weight, None, geom, NoHostChecks(), run, tiled)
+    _same_nonfinite_pattern(y, ref.conv2d(x, weight, **options), "y")
+    got = cupy_gpu._raw_backward(dy, x, weight, geom, NoHostChecks(), run, tiled)
     for g, want, label in zip(got, ref.conv2d_backward(dy, x, weight, **options), ("dx", "dw", "db")):
         _same_nonfinite_pattern(g, want, label)
+    assert run.names == _expected_kernels(geom, np.float64, tiled)[:3]
 
 
 def test_raw_backend_refuses_oversized_kernels_before_any_launch_and_auto_avoids_it():

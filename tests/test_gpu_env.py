@@ -3,7 +3,8 @@
 - The GPU tests and ``gconv-edu bench --device gpu --help`` work where threadpoolctl, jupytext and pytest-timeout
   are absent (hidden here by a sitecustomize: imports fail and their distributions are not listed).
 - ``scripts/gpu-check``: executable, compiles, and without a CUDA device exits 2 at once with one clear line; its
-  pure parts (occupancy, targets, summary, merging the per-config JSON) on made-up data.
+  pure parts (occupancy, targets, summary, merging the per-config JSON) on made-up data; the kernels it reports are
+  the ones cupy-raw launches (tiled and simple).
 - The GPU side of the benchmark (:mod:`gconv_edu.bench.gpu`) on fakes of cupyx's benchmark, CuPy's pool and torch:
   medians of n_repeat CUDA-event times and host times, allocated-bytes peaks, TF32 off, CUDA errors per config.
 """
@@ -128,6 +129,37 @@ def test_gpu_check_occupancy_from_registers():
     assert check.occupancy(132, 256, 0) == 0.125  # the 7x7 forward kernel the issue measured: 12.5 %
     assert check.occupancy(64, 256, 0) == 0.5
     assert check.occupancy(32, 256, 100 * 1024) == 2 * 256 / 2048  # shared memory limits it to 2 blocks
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the launches are collected, not run: dw sums empty memory
+@pytest.mark.parametrize(
+    "config, tiled",
+    [("mobilenet-dw", True), ("resnext-g32", True), ("alexnet-conv2", False), ("dense-3x3", False)],
+)
+def test_gpu_check_reports_every_kernel_cupy_raw_launches_tiled_and_simple(config, tiled):
+    """The kernels step lists the backend's own launches (NumPy arrays stand in for CuPy's; nothing runs)."""
+    import numpy as np
+
+    from gconv_edu.backends import cupy_gpu
+    from gconv_edu.configs import NAMED_CONFIGS
+
+    check = _load_gpu_check()
+    geom = NAMED_CONFIGS[config].geometry()
+    arrays = measure.random_arrays(geom, "float32")
+    plans = check.planned_launches(cupy_gpu, geom, np, *arrays)
+    simple = [(role, launch.name) for role, path, launch in plans if path == "simple"]
+    assert simple == [
+        ("forward", "gconv_forward"),
+        ("backward_input", "gconv_backward_input"),
+        ("backward_weight", "gconv_backward_weight"),
+    ]
+    fast = [(role, launch.name) for role, path, launch in plans if path == "tiled"]
+    expected = [
+        ("forward", "gconv_tiled_forward"),
+        ("backward_input", "gconv_tiled_forward"),  # dx: the forward kernel on the flipped filter
+        ("backward_weight", "gconv_tiled_backward_weight"),
+    ]
+    assert fast == (expected if tiled else [])
 
 
 def _record(config, contender, ratio, pass_="forward+backward"):

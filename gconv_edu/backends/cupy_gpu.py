@@ -11,15 +11,27 @@ becomes one cuBLAS strided-batched GEMM.
 - forward (``conv2d_forward.cu``): one thread per output element;
 - dx (``conv2d_backward_input.cu``): one thread per input element, gathering from the outputs that read it;
 - dw (``conv2d_backward_weight.cu``): one block per (filter, input channel) pair, block reduction, deterministic;
-- db: ``dy.sum(axis=(0, 2, 3))`` (CuPy's reductions).
+- db: ``dy.sum(axis=(0, 2, 3))`` (CuPy's reductions);
+- tiled, for depthwise and thin groups (:func:`tiled_supports`): forward (``conv2d_tiled_forward.cu``) with one
+  block per (output tile, filter), the input tile and its halo in shared memory, the filter's weights in registers,
+  4 outputs per thread, no run-time division; dx for stride 1 as the same kernel on the flipped filter; dw and db
+  together over the same tiles (``conv2d_tiled_backward_weight.cu``), then the tiles added in a fixed order.
+  The simple kernels above stay the readable version (and take every other geometry).
+
+No host synchronisation on the way: the padding is read as 0 inside the kernels and every tap is multiplied, so an
+inf/NaN weight or dy meets the padding as in the definition (inf * 0 = NaN) without any check on the host.
 
 The kernels are compiled by NVRTC through ``cupy.RawModule`` with ``-D`` options: the dtype (``SCALAR_T``), the
 index width (``INDEX_64BIT``), the filter size (``KERNEL_H``, ``KERNEL_W``: the compiler unrolls the tap loops) and
-the stride (``STRIDE_H``, ``STRIDE_W``: dx divides by it, cheap only for a constant). One module per option set,
+the stride (``STRIDE_H``, ``STRIDE_W``: dx divides by it, cheap only for a constant); the tiled kernels also take
+the dilation and the channels per group (``DIL_H``, ``IN_PER_GROUP``, ...: they size the shared tile and the register
+arrays). One module per option set,
 cached (:func:`_compiled_kernel`; CuPy also caches the binaries on disk). Macros rather than C++ templates keep the
-kernels plain C with ``extern "C"`` names, and let ``nvcc -ptx`` compile exactly what NVRTC compiles
-(tests/test_cupy.py does). Everything a launch needs (grid, block, the argument tuple with its NumPy scalar types) is
-built by pure functions (:func:`forward_launch` ...) that do not import CuPy, so it is tested without a GPU.
+kernels plain C with ``extern "C"`` names, and let ``nvcc`` compile exactly what NVRTC compiles (tests/test_cupy.py
+and tests/test_kernels_compile.py do, with the ``-ftz=true`` CuPy adds: float32 denormals, below 2**-126 = 1.2e-38 in
+magnitude, are flushed to 0 as inputs and results of float32 arithmetic; float64 keeps its denormals).
+Everything a launch needs (grid, block, the argument tuple with its NumPy scalar types) is built by pure functions
+(:func:`forward_launch` ...) that do not import CuPy, so it is tested without a GPU.
 
 Output size: ``H_out = (H + pad_top + pad_bottom - dh*(kH - 1) - 1) // sh + 1`` (likewise W_out).
 """
@@ -35,6 +47,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..arrays import cupy_install_hint
 from ..geometry import ConvGeometry
 from . import im2col
 
@@ -53,8 +66,20 @@ INDEX32_LIMIT = INT32_MAX - MAX_BLOCKS * BLOCK_SIZE
 WEIGHT_GRAD_TARGET_BLOCKS = 1024  # enough blocks to fill a large GPU (H100: 132 SMs), fixed so results are reproducible
 MIN_TERMS_PER_THREAD = 4  # a dw split is not cut finer than about this many terms per thread
 MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y
-MAX_TAPS = 768  # dw keeps (BLOCK_SIZE/32) x kH*kW partial sums in static shared memory: 8 * 768 * 8 bytes = 48 KiB
+# The simple dw kernel keeps one running sum per tap in registers. Measured with nvcc 13.0 (ptxas --resource-usage,
+# sm_80 and sm_90, tests/test_kernels_compile.py): float32 compiles without spills up to 11x11 = 121 taps; float64
+# spills from 9x9 with 64-bit indices and from 11x11 with 32-bit ones (scripts/gpu-check reports the spills it sees).
+# Larger filters go to backend "cupy" (27x27 took 10-20 s to compile and spilled 18 KB per thread).
+MAX_TAPS = 121
 _SCALAR_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+# The tiled kernels (conv2d_tiled_*.cu; these values must match their #defines): a tile of TILE_OH x TILE_OW
+# outputs per block, ROWS_PER_THREAD outputs per thread; a thread keeps at most TILED_MAX_REGISTER_VALUES weights
+# (forward) or running dw sums (dw) in registers, and a block's static shared memory stays within SHARED_LIMIT.
+TILE_OW = 32
+ROWS_PER_THREAD = 4
+TILE_OH = BLOCK_SIZE // TILE_OW * ROWS_PER_THREAD
+TILED_MAX_REGISTER_VALUES = 64  # 7x7 depthwise (49), 4 channels x 3x3 (36): no spills (tests/test_kernels_compile.py)
+SHARED_LIMIT = 48 * 1024  # the most static shared memory a block may have
 
 
 # --------------------------------------------------------------------------- availability
@@ -77,9 +102,8 @@ def availability() -> str | None:
 
         nvrtc.getVersion()
     except Exception as error:
-        return (
-            f"NVRTC not loadable, CuPy cannot compile kernels ({type(error).__name__}); pip install 'cupy-cuda12x[ctk]'"
-        )
+        hint = cupy_install_hint("ctk")  # the CuPy installed here, with the CUDA libraries from PyPI
+        return f"NVRTC not loadable, CuPy cannot compile kernels ({type(error).__name__}); {hint}"
     return None
 
 
@@ -142,7 +166,7 @@ def weight_grad_splits(geom: ConvGeometry) -> tuple[int, int]:
 
 
 def raw_supports(geom: ConvGeometry) -> bool:
-    """Whether cupy-raw's kernels take this geometry: dw keeps one partial sum per tap in shared memory."""
+    """Whether cupy-raw's kernels take this geometry: at most :data:`MAX_TAPS` taps (dw's sums live in registers)."""
     return geom.kernel_area <= MAX_TAPS
 
 
@@ -162,11 +186,14 @@ def index_dtype(geom: ConvGeometry) -> type[np.signedinteger]:
     """
     splits, _ = weight_grad_splits(geom)
     weight_size = geom.out_channels * geom.in_channels_per_group * geom.kernel_area
+    tiles = math.prod(tile_grid(geom.out_h, geom.out_w))
+    tiled_partial = tiles * geom.out_channels * (weight_size // geom.out_channels + 1)
     # Window positions i*stride + p*dilation (before the padding is subtracted) stay below the padded extents.
     largest = max(
         geom.batch * geom.in_channels * geom.height * geom.width,
         geom.batch * geom.out_channels * geom.out_h * geom.out_w,
         splits * weight_size,
+        tiled_partial,
         *geom.padded_size,
     )
     return np.int64 if largest > INDEX32_LIMIT else np.int32
@@ -224,8 +251,8 @@ def _launch_without_arrays(kind: str, geom: ConvGeometry, dtype: np.dtype, index
         "out_per_group": geom.out_channels_per_group,
         "pad_top": top,
         "pad_left": left,
-        "dilation_h": geom.dilation[0],
-        "dilation_w": geom.dilation[1],
+        "dil_h": geom.dilation[0],
+        "dil_w": geom.dilation[1],
     }
     if kind == "backward_weight":
         check_raw_supports(geom)
@@ -272,6 +299,125 @@ def backward_weight_atomic_launch(geom: ConvGeometry, dtype: Any, dy: Any, x: An
     return _launch("backward_weight_atomic", geom, dtype, dy, x, dw)
 
 
+# --------------------------------------------------------------------------- the tiled kernels (no CuPy needed)
+TILED_KERNELS = {
+    "tiled_forward": ("conv2d_tiled_forward.cu", "gconv_tiled_forward", ("x", "weight", "bias", "y")),
+    "tiled_backward_weight": ("conv2d_tiled_backward_weight.cu", "gconv_tiled_backward_weight", ("dy", "x", "partial")),
+}
+_TILED_SCALARS = ("batch", "in_channels", "height", "width", "out_channels", "out_h", "out_w", "pad_top", "pad_left")
+
+
+def tile_grid(out_h: int, out_w: int) -> tuple[int, int]:
+    """(tiles across, tiles down): the tiled kernels' blockIdx.x and blockIdx.y ranges for an H_out x W_out output."""
+    return -(-out_w // TILE_OW), -(-out_h // TILE_OH)
+
+
+def tiled_shared_bytes(geom: ConvGeometry, itemsize: int, stride: tuple[int, int] | None = None) -> int:
+    """Static shared memory of a tiled block: the input tile and its halo, plus dw's per-warp sums.
+
+    Tile: ((TILE_OH - 1)*sh + (kH - 1)*dil_h + 1) x ((TILE_OW - 1)*sw + (kW - 1)*dil_w + 1) values.
+    """
+    sh, sw = geom.stride if stride is None else stride
+    tile_h = (TILE_OH - 1) * sh + (geom.kernel_h - 1) * geom.dilation[0] + 1
+    tile_w = (TILE_OW - 1) * sw + (geom.kernel_w - 1) * geom.dilation[1] + 1
+    warp_sums = BLOCK_SIZE // 32 * (geom.in_channels_per_group * geom.kernel_area + 1)
+    return (tile_h * tile_w + warp_sums) * itemsize
+
+
+def tiled_supports(geom: ConvGeometry, kind: str, dtype: Any = np.float64) -> bool:
+    """Whether the tiled kernel for ``kind`` ("forward", "backward_input", "backward_weight") takes this geometry.
+
+    Depthwise and thin groups: the values a thread keeps in registers (forward: C_in/G * kH*kW weights; dx: C_out/G
+    * kH*kW; dw: C_in/G * kH*kW + 1 sums) at most :data:`TILED_MAX_REGISTER_VALUES`; the shared tile within
+    :data:`SHARED_LIMIT`; at most :data:`MAX_GRID_Y` tile rows. dx only for stride 1 (the flipped-filter identity).
+    """
+    itemsize = np.dtype(dtype).itemsize
+    per_thread = {
+        "forward": geom.in_channels_per_group * geom.kernel_area,
+        "backward_input": geom.out_channels_per_group * geom.kernel_area,
+        "backward_weight": geom.in_channels_per_group * geom.kernel_area + 1,
+    }[kind]
+    out_h = geom.height if kind == "backward_input" else geom.out_h
+    if kind == "backward_input" and geom.stride != (1, 1):
+        return False
+    return (
+        per_thread <= TILED_MAX_REGISTER_VALUES
+        and tiled_shared_bytes(geom, itemsize) <= SHARED_LIMIT
+        and tile_grid(out_h, 1)[1] <= MAX_GRID_Y
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _tiled_without_arrays(kind: str, geom: ConvGeometry, dtype: np.dtype, index32_limit: int) -> KernelLaunch:
+    """A tiled launch but its arrays (cached like :func:`_launch_without_arrays`). ``kind``: "forward",
+    "backward_input" (the forward kernel on dy and the flipped filter) or "backward_weight"."""
+    top, _, left, _ = geom.padding
+    dil_h, dil_w = geom.dilation
+    if kind == "backward_input":
+        # dx = dy, zero-extended by dil*(k - 1) - pad (may be < 0), (*) the flipped filter; groups' roles swap.
+        source, name, array_names = TILED_KERNELS["tiled_forward"]
+        in_per_group, out_per_group = geom.out_channels_per_group, geom.in_channels_per_group
+        problem = (geom.batch, geom.out_channels, geom.out_h, geom.out_w, geom.in_channels, geom.height, geom.width)
+        pads = (dil_h * (geom.kernel_h - 1) - top, dil_w * (geom.kernel_w - 1) - left)
+        extra = ("-DABSENT_OUTSIDE",)  # beyond dy is no output at all, not a zero (see the .cu)
+    else:
+        source, name, array_names = TILED_KERNELS[f"tiled_{kind}"]
+        in_per_group, out_per_group = geom.in_channels_per_group, geom.out_channels_per_group
+        problem = (geom.batch, geom.in_channels, geom.height, geom.width, geom.out_channels, geom.out_h, geom.out_w)
+        pads, extra = (top, left), ()
+    options = compile_options(dtype, geom) + (
+        f"-DDIL_H={dil_h}",
+        f"-DDIL_W={dil_w}",
+        f"-DIN_PER_GROUP={in_per_group}",
+        f"-DOUT_PER_GROUP={out_per_group}",
+        *extra,
+    )
+    index = index_dtype(geom)
+    out_channels, out_h, out_w = problem[4:]
+    return KernelLaunch(
+        source=source,
+        name=name,
+        options=options,
+        grid=(*tile_grid(out_h, out_w), min(out_channels, MAX_GRID_Y)),  # z: a grid-stride loop over the filters
+        block=(BLOCK_SIZE,),
+        args=tuple(index(value) for value in (*problem, *pads)),
+        arg_names=array_names + _TILED_SCALARS,
+    )
+
+
+def _tiled(kind: str, geom: ConvGeometry, dtype: Any, *arrays: Any) -> KernelLaunch:
+    without_arrays = _tiled_without_arrays(kind, geom, np.dtype(dtype), INDEX32_LIMIT)
+    return without_arrays._replace(args=arrays + without_arrays.args)
+
+
+def tiled_forward_launch(geom: ConvGeometry, dtype: Any, x: Any, weight: Any, bias: Any, y: Any) -> KernelLaunch:
+    """Launch of ``gconv_tiled_forward``: grid (tiles across, tiles down, C_out), one block per (tile, filter)."""
+    return _tiled("forward", geom, dtype, x, weight, bias, y)
+
+
+def tiled_backward_input_launch(
+    geom: ConvGeometry, dtype: Any, dy: Any, flipped: Any, zeros: Any, dx: Any
+) -> KernelLaunch:
+    """dx for stride 1: ``gconv_tiled_forward`` on dy with ``flipped`` = :func:`flipped_filter` (C_in, C_out/G, kH,
+    kW), ``zeros`` (C_in,) as the bias; grid (tiles across W, tiles down H, C_in)."""
+    return _tiled("backward_input", geom, dtype, dy, flipped, zeros, dx)
+
+
+def tiled_backward_weight_launch(geom: ConvGeometry, dtype: Any, dy: Any, x: Any, partial: Any) -> KernelLaunch:
+    """Launch of ``gconv_tiled_backward_weight``: grid (tiles across, tiles down, C_out);
+    ``partial``: (tiles, C_out, C_in/G * kH * kW + 1), each row dw[k] of one tile then db[k] of that tile."""
+    return _tiled("backward_weight", geom, dtype, dy, x, partial)
+
+
+def flipped_filter(weight: Array, geom: ConvGeometry, xp: ModuleType) -> Array:
+    """The filter of dx = dy (*) w for stride 1: (C_out, C_in/G, kH, kW) -> (C_in, C_out/G, kH, kW), C-contiguous,
+    ``flipped[g*in_per_group + c, j, p, q] = weight[g*out_per_group + j, c, kH-1-p, kW-1-q]`` (one small copy)."""
+    groups, out_per_group, in_per_group = geom.groups, geom.out_channels_per_group, geom.in_channels_per_group
+    by_group = weight.reshape(groups, out_per_group, in_per_group, geom.kernel_h, geom.kernel_w)
+    flipped = by_group[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)  # (G, C_in/G, C_out/G, kH, kW)
+    return xp.ascontiguousarray(flipped).reshape(geom.in_channels, out_per_group, geom.kernel_h, geom.kernel_w)
+
+
 # --------------------------------------------------------------------------- running the kernels
 @functools.cache
 def _compiled_kernel(source: str, name: str, options: tuple[str, ...]) -> Any:
@@ -287,41 +433,44 @@ def _run_on_gpu(launch: KernelLaunch) -> None:
 Runner = Callable[[KernelLaunch], None]
 
 
-def _raw_forward(x: Array, weight: Array, bias: Array | None, geom: ConvGeometry, xp: ModuleType, run: Runner) -> Array:
-    """The body of :func:`raw_forward`, for any array module and launcher (the tests run it on a CPU emulation)."""
-    if any(geom.padding) and not bool(xp.isfinite(weight).all()):
-        # The kernels skip taps over the padding; the definition gives inf * 0 = NaN there: pad x for real (rare).
-        x, geom = im2col.pad(x, geom, xp), geom.with_explicit_padding()
+def _raw_forward(
+    x: Array, weight: Array, bias: Array | None, geom: ConvGeometry, xp: ModuleType, run: Runner, tiled: bool = True
+) -> Array:
+    """The body of :func:`raw_forward`, for any array module and launcher (the tests run it on a CPU emulation).
+
+    ``tiled=False`` keeps to the simple one-thread-per-output kernel (the tests and scripts/gpu-check compare both).
+    """
     x, weight = xp.ascontiguousarray(x), xp.ascontiguousarray(weight)  # the kernels index C-contiguous memory
     # No bias: add zeros, so the kernel has one code path (C_out values: nothing next to the convolution itself).
     bias = xp.zeros(geom.out_channels, dtype=x.dtype) if bias is None else xp.ascontiguousarray(bias)
     y = xp.empty(geom.y_shape, dtype=x.dtype)
-    run(forward_launch(geom, x.dtype, x, weight, bias, y))
+    if tiled and tiled_supports(geom, "forward", x.dtype):
+        run(tiled_forward_launch(geom, x.dtype, x, weight, bias, y))
+    else:
+        run(forward_launch(geom, x.dtype, x, weight, bias, y))
     return y
 
 
 def _raw_backward(
-    dy: Array, x: Array, weight: Array, geom: ConvGeometry, xp: ModuleType, run: Runner
+    dy: Array, x: Array, weight: Array, geom: ConvGeometry, xp: ModuleType, run: Runner, tiled: bool = True
 ) -> tuple[Array, Array, Array]:
-    """The body of :func:`raw_backward`, for any array module and launcher."""
+    """The body of :func:`raw_backward`, for any array module and launcher (``tiled`` as in :func:`_raw_forward`)."""
     check_raw_supports(geom)
-    dx, dw, db = _raw_backward_kernels(dy, x, weight, geom, xp, run)
-    if any(geom.padding) and not bool(xp.isfinite(db).all()):
-        # db sums dy: it shows for free whether dy holds inf/NaN. Then dw's taps over the padding must give
-        # inf * 0 = NaN as the definition does, and the kernels skip them: redo it on x padded for real.
-        top, _, left, _ = geom.padding
-        padded_x, padded_geom = im2col.pad(x, geom, xp), geom.with_explicit_padding()
-        dx_padded, dw, db = _raw_backward_kernels(dy, padded_x, weight, padded_geom, xp, run)
-        dx = dx_padded[:, :, top : top + geom.height, left : left + geom.width].copy()
-    return dx, dw, db
-
-
-def _raw_backward_kernels(
-    dy: Array, x: Array, weight: Array, geom: ConvGeometry, xp: ModuleType, run: Runner
-) -> tuple[Array, Array, Array]:
     dy, x, weight = xp.ascontiguousarray(dy), xp.ascontiguousarray(x), xp.ascontiguousarray(weight)
     dx = xp.empty(geom.x_shape, dtype=x.dtype)
-    run(backward_input_launch(geom, x.dtype, dy, weight, dx))
+    if tiled and tiled_supports(geom, "backward_input", x.dtype):
+        zeros = xp.zeros(geom.in_channels, dtype=x.dtype)  # the forward kernel's bias
+        run(tiled_backward_input_launch(geom, x.dtype, dy, flipped_filter(weight, geom, xp), zeros, dx))
+    else:
+        run(backward_input_launch(geom, x.dtype, dy, weight, dx))
+    if tiled and tiled_supports(geom, "backward_weight", x.dtype):
+        tiles = math.prod(tile_grid(geom.out_h, geom.out_w))
+        slots = geom.in_channels_per_group * geom.kernel_area + 1  # dw[k], then db[k]
+        partial = xp.empty((tiles, geom.out_channels, slots), dtype=x.dtype)
+        run(tiled_backward_weight_launch(geom, x.dtype, dy, x, partial))
+        sums = partial[0] if tiles == 1 else partial.sum(axis=0)  # (C_out, slots): the tiles in a fixed order
+        dw = xp.ascontiguousarray(sums[:, :-1]).reshape(geom.weight_shape)
+        return dx, dw, xp.ascontiguousarray(sums[:, -1])
     splits, _ = weight_grad_splits(geom)
     partial = xp.empty((splits, *geom.weight_shape), dtype=x.dtype)
     run(backward_weight_launch(geom, x.dtype, dy, x, partial))
@@ -342,7 +491,8 @@ def _raw_weight_grad_atomic(dy: Array, x: Array, geom: ConvGeometry, xp: ModuleT
 
 
 def raw_forward(x: Array, weight: Array, bias: Array | None, geom: ConvGeometry) -> Array:
-    """y = conv2d(x, weight) + bias with the CUDA kernel ``gconv_forward`` (one thread per output element).
+    """y = conv2d(x, weight) + bias with ``gconv_tiled_forward`` where :func:`tiled_supports` it (depthwise, thin
+    groups), else ``gconv_forward`` (one thread per output element).
 
     x: (N, C_in, H, W); weight: (C_out, C_in/G, kH, kW); bias: (C_out,) or None (CuPy arrays)
     -> y: (N, C_out, H_out, W_out), where H_out = (H + pad_top + pad_bottom - dh*(kH - 1) - 1) // sh + 1.
@@ -351,7 +501,8 @@ def raw_forward(x: Array, weight: Array, bias: Array | None, geom: ConvGeometry)
 
 
 def raw_backward(dy: Array, x: Array, weight: Array, geom: ConvGeometry) -> tuple[Array, Array, Array]:
-    """(dx, dw, db) with the CUDA kernels: dx by gathering (no atomics), dw by block reductions, db by a sum.
+    """(dx, dw, db) with the CUDA kernels: dx by gathering (no atomics) or, for stride 1 and thin groups, by the tiled
+    forward on the flipped filter; dw by block reductions (tiled with db for thin groups), db by a sum.
 
     dy: (N, C_out, H_out, W_out); x: (N, C_in, H, W); weight: (C_out, C_in/G, kH, kW) (CuPy arrays)
     -> dx: (N, C_in, H, W), dw: (C_out, C_in/G, kH, kW), db: (C_out,). Deterministic: same bits on every run.

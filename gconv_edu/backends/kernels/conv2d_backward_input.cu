@@ -24,7 +24,10 @@
 // Compile-time parameters (cupy_gpu.py passes them with -D; the defaults let you compile this file alone):
 //   SCALAR_T (float or double), INDEX_64BIT (64-bit indices), KERNEL_H, KERNEL_W (the filter size, so the tap loops
 //   unroll and the per-tap output coordinates live in registers), STRIDE_H, STRIDE_W (sh, sw: a division or remainder
-//   by a constant 1 or 2 costs nothing or a shift, by a run-time value some twenty instructions).
+//   by a constant 1 or 2 costs nothing or a shift, by a run-time value some twenty instructions), BLOCK_SIZE (threads
+//   per block, for __launch_bounds__).
+// Non-finite values: only outputs that exist are summed (a tap with no output is absent from the definition, not a
+// zero), so nothing here meets the padding and inf/NaN come out as in the definition without any special case.
 // No #include: NVRTC has no host headers.
 
 #ifndef SCALAR_T
@@ -42,6 +45,9 @@
 #ifndef STRIDE_W
 #define STRIDE_W 1
 #endif
+#ifndef BLOCK_SIZE
+#define BLOCK_SIZE 256
+#endif
 
 typedef SCALAR_T scalar_t;
 #ifdef INDEX_64BIT
@@ -50,7 +56,7 @@ typedef long long index_t;
 typedef int index_t;
 #endif
 
-extern "C" __global__ void gconv_backward_input(
+extern "C" __global__ void __launch_bounds__(BLOCK_SIZE, 1) gconv_backward_input(
     const scalar_t* __restrict__ dy,      // (N, C_out, H_out, W_out), C-contiguous
     const scalar_t* __restrict__ weight,  // (C_out, C_in/G, KERNEL_H, KERNEL_W)
     scalar_t* __restrict__ dx,            // (N, C_in, H, W), written
@@ -58,7 +64,7 @@ extern "C" __global__ void gconv_backward_input(
     const index_t out_channels, const index_t out_h, const index_t out_w,
     const index_t in_per_group, const index_t out_per_group,
     const index_t pad_top, const index_t pad_left,
-    const index_t dilation_h, const index_t dilation_w)
+    const index_t dil_h, const index_t dil_w)
 {
     const index_t taps = KERNEL_H * KERNEL_W;
     const index_t total = batch * in_channels * height * width;
@@ -74,21 +80,14 @@ extern "C" __global__ void gconv_backward_input(
         const index_t group = c / in_per_group;
         const index_t c_in_group = c - group * in_per_group;
 
-        // The output row/column each tap maps this pixel to, or -1 where there is none (checked once, reused for
-        // every filter of the group below).
-        index_t out_row[KERNEL_H];
-        index_t out_col[KERNEL_W];
-#pragma unroll
-        for (int p = 0; p < KERNEL_H; ++p) {
-            const index_t shifted = row + pad_top - p * dilation_h;
-            const bool hit = shifted >= 0 && shifted % STRIDE_H == 0 && shifted / STRIDE_H < out_h;
-            out_row[p] = hit ? shifted / STRIDE_H : -1;
-        }
+        // The output column each tap q maps this pixel to, or -1 where there is none (checked once, reused for every
+        // filter of the group and every row of taps below).
+        index_t ow_of_tap[KERNEL_W];
 #pragma unroll
         for (int q = 0; q < KERNEL_W; ++q) {
-            const index_t shifted = col + pad_left - q * dilation_w;
+            const index_t shifted = col + pad_left - q * dil_w;
             const bool hit = shifted >= 0 && shifted % STRIDE_W == 0 && shifted / STRIDE_W < out_w;
-            out_col[q] = hit ? shifted / STRIDE_W : -1;
+            ow_of_tap[q] = hit ? shifted / STRIDE_W : -1;
         }
 
         // dy of this sample's first filter in the group, and weight[g*(C_out/G), c_in_group, :, :].
@@ -99,13 +98,21 @@ extern "C" __global__ void gconv_backward_input(
         for (index_t j = 0; j < out_per_group; ++j) {
             const scalar_t* dy_filter = dy_group + j * out_h * out_w;
             const scalar_t* w_filter = w_group + j * in_per_group * taps;
+            // Up to 3x3 every tap is unrolled; larger filters take one row of taps at a time, which keeps the
+            // registers in check (fully unrolled, 11x11 spills to local memory; tests/test_kernels_compile.py).
+#if KERNEL_H * KERNEL_W > 9
+#pragma unroll 1
+#else
 #pragma unroll
+#endif
             for (int p = 0; p < KERNEL_H; ++p) {
-                if (out_row[p] < 0) continue;
+                const index_t shifted = row + pad_top - p * dil_h;  // the output row of tap p, if there is one
+                if (shifted < 0 || shifted % STRIDE_H != 0 || shifted / STRIDE_H >= out_h) continue;
+                const scalar_t* dy_row = dy_filter + (shifted / STRIDE_H) * out_w;
 #pragma unroll
                 for (int q = 0; q < KERNEL_W; ++q) {
-                    if (out_col[q] < 0) continue;
-                    acc += dy_filter[out_row[p] * out_w + out_col[q]] * w_filter[p * KERNEL_W + q];
+                    if (ow_of_tap[q] < 0) continue;
+                    acc += dy_row[ow_of_tap[q]] * w_filter[p * KERNEL_W + q];
                 }
             }
         }

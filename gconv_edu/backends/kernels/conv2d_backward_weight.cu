@@ -10,7 +10,7 @@
 //     dw[k, c, p, q] = sum_{n, oh, ow} dy[n, k, oh, ow] * x[n, g*(C_in/G) + c, oh*sh - pad_top + p*dil_h,
 //                                                                              ow*sw - pad_left + q*dil_w]
 //
-// with g = k / (C_out/G) the filter's group (padding taps read zero and are skipped).
+// with g = k / (C_out/G) the filter's group (padding taps read zero and are multiplied all the same).
 //
 // Block -> element mapping
 // ------------------------
@@ -60,7 +60,7 @@ typedef long long index_t;
 typedef int index_t;
 #endif
 
-extern "C" __global__ void __launch_bounds__(BLOCK_SIZE) gconv_backward_weight(
+extern "C" __global__ void __launch_bounds__(BLOCK_SIZE, 1) gconv_backward_weight(
     const scalar_t* __restrict__ dy,  // (N, C_out, H_out, W_out), C-contiguous
     const scalar_t* __restrict__ x,   // (N, C_in, H, W)
     scalar_t* __restrict__ partial,   // (gridDim.y, C_out, C_in/G, KERNEL_H, KERNEL_W): one partial dw per split
@@ -68,7 +68,7 @@ extern "C" __global__ void __launch_bounds__(BLOCK_SIZE) gconv_backward_weight(
     const index_t out_channels, const index_t out_h, const index_t out_w,
     const index_t in_per_group, const index_t out_per_group,
     const index_t pad_top, const index_t pad_left,
-    const index_t dilation_h, const index_t dilation_w,
+    const index_t dil_h, const index_t dil_w,
     const index_t chunk)  // terms per split (the last split may have fewer)
 {
     __shared__ scalar_t warp_sums[BLOCK_SIZE / WARP_SIZE][TAPS];
@@ -95,15 +95,20 @@ extern "C" __global__ void __launch_bounds__(BLOCK_SIZE) gconv_backward_weight(
         const scalar_t* x_channel = x + (n * in_channels + c) * height * width;
         const index_t row0 = oh * STRIDE_H - pad_top;
         const index_t col0 = ow * STRIDE_W - pad_left;
+        bool col_inside[KERNEL_W];  // per tap column, computed once per term (fewer registers than per tap)
+#pragma unroll
+        for (int q = 0; q < KERNEL_W; ++q) col_inside[q] = col0 + q * dil_w >= 0 && col0 + q * dil_w < width;
 #pragma unroll
         for (int p = 0; p < KERNEL_H; ++p) {
-            const index_t row = row0 + p * dilation_h;
-            if (row < 0 || row >= height) continue;  // padding reads zero
+            const index_t row = row0 + p * dil_h;
+            const bool row_inside = row >= 0 && row < height;
+            const scalar_t* x_row = x_channel + row * width + col0;  // dereferenced only inside the input
 #pragma unroll
             for (int q = 0; q < KERNEL_W; ++q) {
-                const index_t col = col0 + q * dilation_w;
-                if (col < 0 || col >= width) continue;
-                acc[p * KERNEL_W + q] += grad * x_channel[row * width + col];
+                // The padding reads 0 and is multiplied like the rest: an inf in dy gives inf * 0 = NaN there, as in
+                // the definition (the host needs no check of dy).
+                const scalar_t value = row_inside && col_inside[q] ? x_row[q * dil_w] : 0;
+                acc[p * KERNEL_W + q] += grad * value;
             }
         }
     }

@@ -51,7 +51,7 @@ extern "C" __global__ void gconv_backward_weight_atomic(
     const index_t out_channels, const index_t out_h, const index_t out_w,
     const index_t in_per_group, const index_t out_per_group,
     const index_t pad_top, const index_t pad_left,
-    const index_t dilation_h, const index_t dilation_w)
+    const index_t dil_h, const index_t dil_w)
 {
     const index_t taps = KERNEL_H * KERNEL_W;
     const index_t total = batch * out_channels * out_h * out_w;
@@ -73,14 +73,15 @@ extern "C" __global__ void gconv_backward_weight_atomic(
         for (index_t c = 0; c < in_per_group; ++c) {
 #pragma unroll
             for (int p = 0; p < KERNEL_H; ++p) {
-                const index_t row = row0 + p * dilation_h;
-                if (row < 0 || row >= height) continue;
+                const index_t row = row0 + p * dil_h;
+                const bool row_inside = row >= 0 && row < height;
 #pragma unroll
                 for (int q = 0; q < KERNEL_W; ++q) {
-                    const index_t col = col0 + q * dilation_w;
-                    if (col < 0 || col >= width) continue;
-                    atomicAdd(&dw_filter[c * taps + p * KERNEL_W + q],
-                              grad * x_group[(c * height + row) * width + col]);
+                    const index_t col = col0 + q * dil_w;
+                    // The padding reads 0 and is added all the same (inf * 0 = NaN, as in the definition).
+                    const scalar_t value =
+                        row_inside && col >= 0 && col < width ? x_group[(c * height + row) * width + col] : 0;
+                    atomicAdd(&dw_filter[c * taps + p * KERNEL_W + q], grad * value);
                 }
             }
         }

@@ -15,7 +15,8 @@
 //     y[n, k, oh, ow] = bias[k] + sum_{c < C_in/G} sum_{p < kH} sum_{q < kW}
 //         weight[k, c, p, q] * x[n, g*(C_in/G) + c, oh*sh - pad_top + p*dil_h, ow*sw - pad_left + q*dil_w]
 //
-// where g = k / (C_out/G) is the filter's group. Taps that fall into the padding are skipped (they read zeros).
+// where g = k / (C_out/G) is the filter's group. Taps over the padding read 0 and are multiplied like the others (so
+// an inf weight there gives inf * 0 = NaN, as the definition does; no host-side check of the weights is needed).
 // Output size: H_out = (H + pad_top + pad_bottom - dil_h*(kH - 1) - 1) / sh + 1 (integer division), likewise W_out.
 //
 // Compile-time parameters (cupy_gpu.py passes them with -D; the defaults let you compile this file alone):
@@ -23,6 +24,7 @@
 //   INDEX_64BIT         defined when an array has too many elements for 32-bit indices (see cupy_gpu.index_dtype)
 //   KERNEL_H, KERNEL_W  the filter size: fixed at compile time so the compiler fully unrolls the tap loops
 //   STRIDE_H, STRIDE_W  the stride (sh, sw above), also fixed: multiplying by a constant is cheaper
+//   BLOCK_SIZE          threads per block (the launch's): __launch_bounds__ lets ptxas budget registers for it
 // No #include: NVRTC (which CuPy uses) has no host headers.
 
 #ifndef SCALAR_T
@@ -40,6 +42,9 @@
 #ifndef STRIDE_W
 #define STRIDE_W 1
 #endif
+#ifndef BLOCK_SIZE
+#define BLOCK_SIZE 256
+#endif
 
 typedef SCALAR_T scalar_t;
 #ifdef INDEX_64BIT
@@ -48,7 +53,7 @@ typedef long long index_t;
 typedef int index_t;
 #endif
 
-extern "C" __global__ void gconv_forward(
+extern "C" __global__ void __launch_bounds__(BLOCK_SIZE, 1) gconv_forward(
     const scalar_t* __restrict__ x,       // (N, C_in, H, W), C-contiguous
     const scalar_t* __restrict__ weight,  // (C_out, C_in/G, KERNEL_H, KERNEL_W)
     const scalar_t* __restrict__ bias,    // (C_out,): zeros when the layer has no bias
@@ -57,7 +62,7 @@ extern "C" __global__ void gconv_forward(
     const index_t out_channels, const index_t out_h, const index_t out_w,
     const index_t in_per_group, const index_t out_per_group,
     const index_t pad_top, const index_t pad_left,
-    const index_t dilation_h, const index_t dilation_w)
+    const index_t dil_h, const index_t dil_w)
 {
     const index_t taps = KERNEL_H * KERNEL_W;
     const index_t total = batch * out_channels * out_h * out_w;
@@ -83,15 +88,24 @@ extern "C" __global__ void gconv_forward(
         for (index_t c = 0; c < in_per_group; ++c) {
             const scalar_t* x_channel = x_group + c * height * width;
             const scalar_t* w_channel = w_filter + c * taps;
+            // Up to 3x3: every tap unrolled (constant offsets, loads in flight together). Larger: one row of
+            // taps at a time, or the compiler hoists all kH*kW loads at once and runs out of registers (spills to
+            // local memory from 5x5 on with sm_90 doubles; tests/test_kernels_compile.py checks).
+#if KERNEL_H * KERNEL_W > 9
+#pragma unroll 1
+#else
 #pragma unroll
+#endif
             for (int p = 0; p < KERNEL_H; ++p) {
-                const index_t row = row0 + p * dilation_h;
-                if (row < 0 || row >= height) continue;  // a padding row: contributes zero
+                const index_t row = row0 + p * dil_h;
+                const bool row_inside = row >= 0 && row < height;
 #pragma unroll
                 for (int q = 0; q < KERNEL_W; ++q) {
-                    const index_t col = col0 + q * dilation_w;
-                    if (col < 0 || col >= width) continue;
-                    acc += x_channel[row * width + col] * w_channel[p * KERNEL_W + q];
+                    const index_t col = col0 + q * dil_w;
+                    // A tap over the padding reads 0 (a predicated load, no branch) and is multiplied all the same:
+                    // weight * 0 is 0, except inf * 0 = NaN, exactly as in the definition on the zero-padded input.
+                    const scalar_t value = row_inside && col >= 0 && col < width ? x_channel[row * width + col] : 0;
+                    acc += value * w_channel[p * KERNEL_W + q];
                 }
             }
         }
