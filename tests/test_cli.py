@@ -68,6 +68,8 @@ def test_version_and_python_dash_m():
         (["01"], ["01"]),
         (["2"], ["02"]),
         (["10"], ["10"]),
+        (["11"], ["11"]),
+        (["winograd"], ["11"]),
         (["im2col"], ["04"]),
         (["IM2COL.py"], ["04"]),
         (["groups"], ["02", "03", "09", "10"]),
@@ -81,7 +83,7 @@ def test_lesson_selection_is_exact(selection, expected, capsys):
     assert [name[:2] for name in capsys.readouterr().out.split()] == expected
 
 
-@pytest.mark.parametrize("selection", [["col"], ["0"], ["11"], ["2", "nothing"], ["group"]])
+@pytest.mark.parametrize("selection", [["col"], ["0"], ["99"], ["2", "nothing"], ["group"]])
 def test_a_selection_that_matches_nothing_exits_1_listing_the_lessons(selection):
     with pytest.raises(SystemExit) as raised:
         main(["lessons", "--list", *selection])
