@@ -23,7 +23,7 @@ from .backends import (
     environment_backend,
     get_backend,
 )
-from .compile_notice import numba_compile_notice
+from .compile_notice import compile_notice
 from .geometry import ConvGeometry, IntPair, Padding
 
 __all__ = ["conv2d", "conv2d_backward", "current_backend_name", "resolve_backend", "use_backend"]
@@ -155,8 +155,8 @@ def conv2d(
         x.shape, weight.shape, None if bias is None else bias.shape, stride, padding, dilation, groups
     )
     chosen = resolve_backend(backend, geom, on_gpu)
-    if chosen.name == "numba":
-        numba_compile_notice("forward")  # one line, once, only when the kernel's disk cache is cold
+    if not on_gpu:
+        compile_notice(chosen.name, "forward")  # one line, once, only when the kernels' disk cache is cold
     return _run_on_device(chosen, on_gpu, lambda x, w, b: chosen.forward(x, w, b, geom), x, weight, bias)
 
 
@@ -184,6 +184,6 @@ def conv2d_backward(
     if tuple(dy.shape) != geom.y_shape:
         raise ValueError(f"dy.shape={tuple(dy.shape)} must be the output shape {geom.y_shape} (N, C_out, H_out, W_out)")
     chosen = resolve_backend(backend, geom, on_gpu)
-    if chosen.name == "numba":
-        numba_compile_notice("backward")
+    if not on_gpu:
+        compile_notice(chosen.name, "backward")
     return _run_on_device(chosen, on_gpu, lambda d, x, w: chosen.backward(d, x, w, geom), dy, x, weight)

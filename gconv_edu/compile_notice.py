@@ -1,24 +1,31 @@
 """A one-line notice before the first Numba compile, so that a person waiting knows why nothing happens.
 
-The numba backend's kernels are compiled on their first call and cached on disk (``cache=True``); a cold cache costs
-seconds, a warm one almost nothing. :func:`numba_compile_notice` is called by :func:`gconv_edu.conv2d` (``"forward"``)
-and :func:`gconv_edu.conv2d_backward` (``"backward"``) before a numba call: once per process and direction it looks
-at those kernels' on-disk caches and prints to stderr only when one is cold. A cache holding the kernel for another
-dtype counts as warm (the notice is about the first use on a machine, not about every new signature).
+The numba backend's kernels, and im2col's compiled unfold (NumPy arrays), are compiled on their first call and cached
+on disk (``cache=True``); a cold cache costs seconds, a warm one almost nothing. :func:`compile_notice` is called by
+:func:`gconv_edu.conv2d` (``"forward"``) and :func:`gconv_edu.conv2d_backward` (``"backward"``) before a call: once
+per process, backend and direction it looks at those kernels' on-disk caches and prints to stderr only when one is
+cold. A cache holding the kernel for another dtype counts as warm (the notice is about the first use on a machine,
+not about every new signature). Backends without compiled kernels cost one dictionary lookup.
 """
 
 from __future__ import annotations
 
 import sys
 
-# Measured on the 2-core development machine from a cold NUMBA_CACHE_DIR, float64: forward 11 s, first backward 34 s.
+# (backend, direction) -> (module under gconv_edu.backends, its kernels, seconds to say). Measured on the 2-core
+# development machine from a cold NUMBA_CACHE_DIR: numba float64 forward 11 s, first backward 34 s; im2col's unfold
+# 3.9-4.8 s forward, 3.5-4.6 s backward (loaded machine).
 KERNELS = {
-    "forward": ("_forward_kernel",),
-    "backward": ("_backward_input_kernel", "_backward_weight_kernel"),
+    ("numba", "forward"): ("numba_cpu", ("_forward_kernel",), 15),
+    ("numba", "backward"): ("numba_cpu", ("_backward_input_kernel", "_backward_weight_kernel"), 30),
+    ("im2col", "forward"): ("unfold_numba", ("_im2col_rows",), 5),
+    ("im2col", "backward"): ("unfold_numba", ("_im2col_rows", "_col2im_planes"), 5),
 }
-SECONDS = {"forward": 15, "backward": 30}
-NOTICE = "gconv-edu: compiling the numba kernels ({direction}), about {seconds} s, once: later runs load them from disk"
-_checked: set[str] = set()
+DIRECTIONS = ("forward", "backward")
+NOTICE = (
+    "gconv-edu: compiling the {backend} kernels ({direction}), about {seconds} s, once: later runs load them from disk"
+)
+_checked: set[tuple[str, str]] = set()
 
 
 def _cache_is_warm(dispatcher: object) -> bool:
@@ -35,17 +42,25 @@ def _cache_is_warm(dispatcher: object) -> bool:
         return False
 
 
-def numba_compile_notice(direction: str = "forward") -> bool:
-    """Print the notice for ``direction`` ("forward" or "backward") once per process if its kernels would compile
-    now (their disk cache is cold); True when it printed."""
-    if direction not in KERNELS:
-        raise ValueError(f"direction={direction!r} must be one of {sorted(KERNELS)}")
-    if direction in _checked:
+def compile_notice(backend: str, direction: str = "forward") -> bool:
+    """Print the notice for ``backend``'s ``direction`` ("forward" or "backward") kernels once per process if they
+    would compile now (their disk cache is cold); True when it printed. Backends without Numba kernels: False."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction={direction!r} must be one of {sorted(DIRECTIONS)}")
+    key = (backend, direction)
+    if key not in KERNELS or key in _checked:
         return False
-    _checked.add(direction)
-    from .backends import numba_cpu
+    _checked.add(key)
+    import importlib
 
-    if all(_cache_is_warm(getattr(numba_cpu, name, None)) for name in KERNELS[direction]):
+    module_name, names, seconds = KERNELS[key]
+    module = importlib.import_module(f"gconv_edu.backends.{module_name}")
+    if all(_cache_is_warm(getattr(module, name, None)) for name in names):
         return False
-    print(NOTICE.format(direction=direction, seconds=SECONDS[direction]), file=sys.stderr, flush=True)
+    print(NOTICE.format(backend=backend, direction=direction, seconds=seconds), file=sys.stderr, flush=True)
     return True
+
+
+def numba_compile_notice(direction: str = "forward") -> bool:
+    """:func:`compile_notice` for the numba backend."""
+    return compile_notice("numba", direction)

@@ -292,19 +292,23 @@ def test_numba_cache_warmth_is_read_from_memory_and_from_disk(tmp_path):
     assert [r.stdout.split() for r in runs] == [["False", "True"], ["True", "True"]], [r.stderr for r in runs]
 
 
-def test_api_announces_numba_only_and_names_the_direction(monkeypatch):
-    """The hook sits in conv2d / conv2d_backward (after the backend is chosen): numba asks, other backends do not."""
+def test_api_announces_compiled_backends_and_names_the_direction(monkeypatch, capsys):
+    """The hook sits in conv2d / conv2d_backward (after the backend is chosen): it is asked with the backend and the
+    direction; naive has no compiled kernels and prints nothing; im2col's compiled unfold (NumPy arrays) has its own
+    line."""
     import numpy as np
 
-    from gconv_edu import api
+    from gconv_edu import api, compile_notice
 
     calls = []
-    monkeypatch.setattr(api, "numba_compile_notice", calls.append)
+    monkeypatch.setattr(api, "compile_notice", lambda backend, direction: calls.append((backend, direction)))
     x, weight, dy = np.ones((1, 2, 4, 4)), np.ones((2, 1, 3, 3)), np.ones((1, 2, 2, 2))
-    gc.conv2d(x, weight, groups=2, backend="im2col")
+    gc.conv2d(x, weight, groups=2, backend="numba")
     gc.conv2d_backward(dy, x, weight, groups=2, backend="im2col")
-    assert calls == []
-    if "numba" in gc.available_backends():
-        gc.conv2d(x, weight, groups=2, backend="numba")
-        gc.conv2d_backward(dy, x, weight, groups=2, backend="numba")
-        assert calls == ["forward", "backward"]
+    assert calls == [("numba", "forward"), ("im2col", "backward")]
+    monkeypatch.undo()
+    monkeypatch.setattr(compile_notice, "_checked", set())
+    monkeypatch.setattr(compile_notice, "_cache_is_warm", lambda dispatcher: False)
+    assert compile_notice.compile_notice("naive", "forward") is False
+    assert compile_notice.compile_notice("im2col", "backward") is True
+    assert capsys.readouterr().err.startswith("gconv-edu: compiling the im2col kernels (backward), about 5 s")
