@@ -258,7 +258,13 @@ right.set_title(
     f"mobilenet-dw: {flop_share:.0%} of dense-3x3's FLOPs, {time_share:.0%} of its time (best backends)", fontsize=10
 )
 right.legend(fontsize=8)
-fig.suptitle("Backends on this machine: measured ceilings and times of the named layers", fontsize=12)
+load_average = os.getloadavg()[0]  # other processes lower every ceiling and rate: say how busy the machine was
+print(f"load average while drawing: {load_average:.1f} on {os.cpu_count()} cores")
+fig.suptitle(
+    f"Backends on this machine: measured ceilings and times of the named layers (load average {load_average:.1f} on "
+    f"{os.cpu_count()} cores: a busy machine lowers every number)",
+    fontsize=12,
+)
 fig.tight_layout()
 viz.save(fig, "07_roofline.png")
 
