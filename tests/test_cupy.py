@@ -511,6 +511,20 @@ def test_gpu_raw_kernels_64_bit_path_and_atomic_contrast(case, monkeypatch):
     _check_raw_backend(case, np.float64, cupy, cupy_gpu._run_on_gpu, compare)  # the -DINDEX_64BIT build
 
 
+@pytest.mark.parametrize("tiled", [False, True], ids=["simple", "tiled"])
+@pytest.mark.parametrize("case", TILED_CASES)
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_simple_and_tiled_kernels_match_reference(case, tiled):
+    """Both paths on the geometries the tiled kernels take (the public API runs the tiled path only)."""
+    import cupy
+
+    def compare(got, want, dtype, label):
+        assert_close(cupy.asnumpy(got), want, dtype, label)
+
+    _check_raw_backend(case, np.float32, cupy, cupy_gpu._run_on_gpu, compare, tiled=tiled)
+
+
 @pytest.mark.gpu
 @needs_gpu
 def test_gpu_raw_dw_is_deterministic():

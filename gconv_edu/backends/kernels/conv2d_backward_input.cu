@@ -25,7 +25,7 @@
 //   SCALAR_T (float or double), INDEX_64BIT (64-bit indices), KERNEL_H, KERNEL_W (the filter size, so the tap loops
 //   unroll and the per-tap output coordinates live in registers), STRIDE_H, STRIDE_W (sh, sw: a division or remainder
 //   by a constant 1 or 2 costs nothing or a shift, by a run-time value some twenty instructions), BLOCK_SIZE (threads
-//   per block, for __launch_bounds__).
+//   per block, for __launch_bounds__(BLOCK_SIZE, 1): see conv2d_forward.cu).
 // Non-finite values: only outputs that exist are summed (a tap with no output is absent from the definition, not a
 // zero), so nothing here meets the padding and inf/NaN come out as in the definition without any special case.
 // No #include: NVRTC has no host headers.

@@ -24,7 +24,11 @@
 //   INDEX_64BIT         defined when an array has too many elements for 32-bit indices (see cupy_gpu.index_dtype)
 //   KERNEL_H, KERNEL_W  the filter size: fixed at compile time so the compiler fully unrolls the tap loops
 //   STRIDE_H, STRIDE_W  the stride (sh, sw above), also fixed: multiplying by a constant is cheaper
-//   BLOCK_SIZE          threads per block (the launch's): __launch_bounds__ lets ptxas budget registers for it
+//   BLOCK_SIZE          threads per block (the launch's). __launch_bounds__(BLOCK_SIZE, 1) promises ptxas at most
+//                       BLOCK_SIZE threads per block, one block per SM at least: it may then use up to 255 registers
+//                       per thread and never more than such a launch can have (a launch can never fail for lack of
+//                       registers). The ", 1" matters: with the first argument alone ptxas 13 picked lower register
+//                       targets and spilled (dx 3x3, 64-bit indices, sm_80: 8 bytes).
 // No #include: NVRTC (which CuPy uses) has no host headers.
 
 #ifndef SCALAR_T

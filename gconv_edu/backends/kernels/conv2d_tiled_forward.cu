@@ -22,7 +22,9 @@
 //   4) no run-time division: the filter size, stride, dilation, channels per group and tile sizes are compile-time
 //      constants (-D), so every / and % below is by a constant (a shift or a multiply); the simple kernel does six
 //      run-time divisions per output to undo its flat index;
-//   5) __launch_bounds__(BLOCK_SIZE, 1): ptxas keeps the registers within what BLOCK_SIZE threads can have.
+//   5) __launch_bounds__(BLOCK_SIZE, 1): ptxas keeps the registers within what BLOCK_SIZE threads can have (see
+//      conv2d_forward.cu); the weights in registers stop at 64 per thread (cupy_gpu.TILED_MAX_REGISTER_VALUES),
+//      which 7x7 depthwise (49) and 4 channels x 3x3 (36) fit without spills (tests/test_kernels_compile.py).
 // The padding is read as 0 when the tile is loaded, and every tap is multiplied: inf * 0 = NaN as in the definition.
 //
 // The same kernel computes dx for stride 1 (cupy_gpu.tiled_backward_input_launch): dx is the convolution of dy,
