@@ -105,8 +105,9 @@ check(
 
 # %%
 fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 4.6))
-left.loglog(divisors, weights * FLOAT32 / 2**20, "o-", color=viz.PALETTE[0], label="weights (MiB)")
-left.loglog(divisors, flops / 1e9, "s-", color=viz.PALETTE[1], label="forward GFLOP")
+# Quantities, not groups: black, dark grey and grey (the group colours mean groups in every figure of the course).
+left.loglog(divisors, weights * FLOAT32 / 2**20, "o-", color="black", label="weights (MiB)")
+left.loglog(divisors, flops / 1e9, "s-", color="#5A5A5A", label="forward GFLOP")
 left.loglog(divisors, activations * FLOAT32 / 2**20, "^--", color=viz.NEUTRAL, label="activations in+out (MiB)")
 left.set_xscale("log", base=2)
 left.set_xlabel("groups G (256 -> 256 channels, 3x3, 28x28, batch 8)")
@@ -117,7 +118,7 @@ left.grid(True, which="both", alpha=0.3)
 
 names = [r[0] for r in rows]
 positions = np.arange(len(rows))
-bars_w = right.bar(positions - 0.2, [r[1] / 2**20 for r in rows], 0.4, color=viz.PALETTE[0], label="weights")
+bars_w = right.bar(positions - 0.2, [r[1] / 2**20 for r in rows], 0.4, color="black", label="weights")
 bars_a = right.bar(positions + 0.2, [r[2] / 2**20 for r in rows], 0.4, color=viz.NEUTRAL, label="activations (x + y)")
 viz.bar_labels(right, bars_w, "{:.2g}")
 viz.bar_labels(right, bars_a, "{:.1f}")
@@ -230,7 +231,16 @@ reduce_part = np.array([blocks[key][0] for key in RESNEXT_TABLE2]) / 1e3
 grouped_part = np.array([blocks[key][1] for key in RESNEXT_TABLE2]) / 1e3
 expand_part = np.array([blocks[key][2] for key in RESNEXT_TABLE2]) / 1e3
 left.bar(positions, reduce_part, 0.6, color="#5A5A5A", label="1x1 reduce 256 -> C*d (dense)")
-left.bar(positions, grouped_part, 0.6, bottom=reduce_part, color=viz.group_color(0), label="3x3 with C groups")
+left.bar(
+    positions,
+    grouped_part,
+    0.6,
+    bottom=reduce_part,
+    color="white",
+    edgecolor="black",
+    hatch="///",
+    label="3x3 with C groups",
+)
 left.bar(positions, expand_part, 0.6, bottom=reduce_part + grouped_part, color=viz.NEUTRAL, label="1x1 expand (dense)")
 totals = reduce_part + grouped_part + expand_part
 for x_pos, total, (cardinality, _) in zip(positions, totals, RESNEXT_TABLE2):
