@@ -50,3 +50,24 @@ def test_roster_grades_each_student_folder_into_one_csv_row(tmp_path):
     assert "4 students: 2 graded, 2 with a note" in run.stdout
     assert "graded 4/4 students in" in run.stderr  # progress as log lines when stderr is not a terminal
     assert "\r" not in run.stderr
+
+
+def test_simulated_course_script(tmp_path):
+    """scripts/simulate_course.py (the README's roster timing): N folders, every file one of the four kinds."""
+    script = ROOT / "scripts" / "simulate_course.py"
+    run = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "c"), "20", "--seed", "3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    folders = sorted((tmp_path / "c").iterdir())
+    assert len(folders) == 20
+    files = [f for folder in folders for f in folder.iterdir()]
+    assert all(f.name[:3] in {f"ex{i}" for i in range(1, 7)} for f in files)
+    assert 0 < len(files) <= 120
+    again = subprocess.run([sys.executable, str(script), str(tmp_path / "c"), "20"], capture_output=True, text=True)
+    assert again.returncode == 2 and "exists" in again.stderr
+    zero = subprocess.run([sys.executable, str(script), str(tmp_path / "d"), "0"], capture_output=True, text=True)
+    assert zero.returncode == 2 and "must be >= 1" in zero.stderr
