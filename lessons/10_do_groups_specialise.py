@@ -97,6 +97,7 @@ EPOCHS = 1 if FAST else 4
 TRAIN, TEST = (270, 135) if FAST else (1000, 500)
 NOISE = 0.1 if FAST else 0.3  # pixel noise: the smoke run gets easier images, so that it learns in one epoch
 LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.05, 0.9, 5e-4
+CONV1_INIT_SCALE = 0.1  # conv1's initial weights x this (why: see build_model)
 WIDTH, KERNEL = (8, 5) if FAST else (20, 7)  # conv1: two towers of WIDTH/2 filters, KERNEL x KERNEL
 TOWER = WIDTH // 2
 BATCH = 32
@@ -122,7 +123,8 @@ print(RULES)
 print(
     f"\nseeds {SEEDS} (data seed {DATA_SEED}), G in {GROUPS}, {EPOCHS} epochs, {TRAIN} train / {TEST} test images "
     f"(noise {NOISE}), "
-    f"conv1 {WIDTH} filters {KERNEL}x{KERNEL}; SGD lr {LEARNING_RATE} (linear decay), momentum {MOMENTUM}, "
+    f"conv1 {WIDTH} filters {KERNEL}x{KERNEL} (initial scale x{CONV1_INIT_SCALE}); "
+    f"SGD lr {LEARNING_RATE} (linear decay), momentum {MOMENTUM}, "
     f"weight decay {WEIGHT_DECAY}, batch {BATCH}{FAST_NOTE}"
 )
 
@@ -213,7 +215,6 @@ def build_model(groups: int, seed: int) -> nn.Sequential:
 
 
 CONV1, POOL1, CONV2 = 0, 3, 4  # positions in the Sequential
-CONV1_INIT_SCALE = 0.1
 
 
 parameters = {g: sum(p.value.size for p in build_model(g, 0).parameters()) for g in GROUPS}
