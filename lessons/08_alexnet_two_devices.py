@@ -24,6 +24,11 @@
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle thread pools must not spin on the cores (see lesson 7)
+# Two Python threads launch Numba kernels at the same time here. The package's default threading layer is the
+# fork-safe one (workqueue, where TBB does not load), which is NOT thread-safe, so the package serialises launches
+# from several threads behind a lock: the two "devices" would take turns. This lesson does not fork, so it asks for
+# the thread-safe OpenMP layer (set before Numba starts its pool; an explicit NUMBA_THREADING_LAYER wins).
+os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
 
 import threading
 import time
@@ -295,6 +300,7 @@ def train_steps(device: int, log: list) -> None:
 
 with threadpool_limits(limits=1):  # BLAS (im2col's GEMM, numpy) on one thread per caller
     train_steps(0, [])  # warm-up: compilation, caches
+    print(f"Numba threading layer: {numba.threading_layer()} (thread-safe: {numba.threading_layer() != 'workqueue'})")
 
     def one_device() -> None:
         train_steps(0, [])
