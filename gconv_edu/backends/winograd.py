@@ -151,6 +151,35 @@ def _all_finite(flat):  # pragma: no cover - compiled
     return True
 
 
+@njit(cache=True, fastmath=FASTMATH)
+def _combine(dst, start, src, offsets, coefficients, count, length, init):
+    d = dst[start : start + length]
+    o0, c0 = offsets[0], coefficients[0]
+    s0 = src[o0 : o0 + length]
+    if count == 1:
+        for t in range(length):
+            d[t] = init + c0 * s0[t]
+        return
+    s1, c1 = src[offsets[1] : offsets[1] + length], coefficients[1]
+    if count == 2:
+        for t in range(length):
+            d[t] = init + c0 * s0[t] + c1 * s1[t]
+        return
+    s2, c2 = src[offsets[2] : offsets[2] + length], coefficients[2]
+    if count == 3:
+        for t in range(length):
+            d[t] = init + c0 * s0[t] + c1 * s1[t] + c2 * s2[t]
+        return
+    s3, c3 = src[offsets[3] : offsets[3] + length], coefficients[3]
+    if count == 4:
+        for t in range(length):
+            d[t] = init + c0 * s0[t] + c1 * s1[t] + c2 * s2[t] + c3 * s3[t]
+        return
+    s4, c4 = src[offsets[4] : offsets[4] + length], coefficients[4]
+    for t in range(length):
+        d[t] = init + c0 * s0[t] + c1 * s1[t] + c2 * s2[t] + c3 * s3[t] + c4 * s4[t]
+
+
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _tile_transform(x, columns, coefficients, counts, patch, step, tiles_h, tiles_w, pad_top, pad_left, out):
     """out[a*alpha + b, ci, t] = sum_{i,j} L[a, i] L[b, j] x[n, ci, th*step + i - pad_top, tw*step + j - pad_left].
@@ -160,42 +189,57 @@ def _tile_transform(x, columns, coefficients, counts, patch, step, tiles_h, tile
     """
     batch, channels, height, width = x.shape
     alpha = columns.shape[0]
-    span = (tiles_w - 1) * step + patch  # input columns the row of tiles reads
-    col_lo = max(0, pad_left)  # first buffer column that holds image data
-    src_lo = max(0, -pad_left)  # and the image column it holds
-    count = max(0, min(width - src_lo, span - col_lo))
+    rows = tiles_h + (patch - 1) // step  # rows of each row phase
+    per = tiles_h * tiles_w
+    flat_out = out.reshape(-1)
+    total = out.shape[2]
+    zero = coefficients[0, 0] * 0  # of x's dtype
+    lows = np.empty(patch, np.int64)
+    highs = np.empty(patch, np.int64)
+    for j in range(patch):  # the tiles whose column j lies inside the image
+        lows[j] = max(0, -((j - pad_left) // step))
+        highs[j] = max(lows[j], min(tiles_w, (width - 1 + pad_left - j) // step + 1))
     for task in prange(batch * channels):
         n, ci = task // channels, task % channels
-        rows = np.zeros((patch, span), x.dtype)  # the tile row's input rows; columns outside the image stay 0
-        vertical = np.empty((alpha, span), x.dtype)  # L @ rows
-        for th in range(tiles_h):
-            for i in range(patch):
-                r = th * step + i - pad_top
-                if 0 <= r < height:
-                    for j in range(count):
-                        rows[i, col_lo + j] = x[n, ci, r, src_lo + j]
-                else:
-                    for j in range(count):
-                        rows[i, col_lo + j] = 0
-            for a in range(alpha):  # whole-row AXPYs over the nonzeros of L's row a
-                first, c0 = columns[a, 0], coefficients[a, 0]
-                for j in range(span):
-                    vertical[a, j] = c0 * rows[first, j]
-                for s in range(1, counts[a]):
-                    source, c = columns[a, s], coefficients[a, s]
-                    for j in range(span):
-                        vertical[a, j] += c * rows[source, j]
-            t0 = (n * tiles_h + th) * tiles_w
-            for a in range(alpha):
-                for b in range(alpha):  # along the row of tiles: one output element per tile
-                    target = out[a * alpha + b, ci, t0 : t0 + tiles_w]
-                    first, c0 = columns[b, 0], coefficients[b, 0]
-                    for tw in range(tiles_w):
-                        target[tw] = c0 * vertical[a, tw * step + first]
-                    for s in range(1, counts[b]):
-                        source, c = columns[b, s], coefficients[b, s]
-                        for tw in range(tiles_w):
-                            target[tw] += c * vertical[a, tw * step + source]
+        # gathered[s, j, R, tw] = x[n, ci, R*step + s - pad_top, tw*step + j - pad_left] (zero outside the image)
+        gathered = np.zeros((step, patch, rows, tiles_w), x.dtype)
+        flat_gathered = gathered.reshape(-1)
+        for s in range(step):
+            for big in range(rows):
+                r = big * step + s - pad_top
+                if r < 0 or r >= height:
+                    continue
+                source = x[n, ci, r]
+                for j in range(patch):
+                    target = ((s * patch + j) * rows + big) * tiles_w
+                    shift = j - pad_left
+                    for tw in range(lows[j], highs[j]):
+                        flat_gathered[target + tw] = source[tw * step + shift]
+        vertical = np.empty((alpha, patch, per), x.dtype)  # (L d)[a, j] of every tile of the plane
+        flat_vertical = vertical.reshape(-1)
+        offsets = np.empty(columns.shape[1], np.int64)
+        for a in range(alpha):
+            for j in range(patch):
+                for q in range(counts[a]):
+                    i = columns[a, q]
+                    offsets[q] = ((i % step * patch + j) * rows + i // step) * tiles_w
+                _combine(
+                    flat_vertical, (a * patch + j) * per, flat_gathered, offsets, coefficients[a], counts[a], per, zero
+                )
+        for a in range(alpha):
+            for b in range(alpha):
+                for q in range(counts[b]):
+                    offsets[q] = (a * patch + columns[b, q]) * per
+                _combine(
+                    flat_out,
+                    ((a * alpha + b) * channels + ci) * total + n * per,
+                    flat_vertical,
+                    offsets,
+                    coefficients[b],
+                    counts[b],
+                    per,
+                    zero,
+                )
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -204,32 +248,37 @@ def _output_transform(m, columns, coefficients, counts, tile, tiles_h, tiles_w, 
 
     m: (alpha^2, C_out, T); A^T: (tile, alpha) as sparse rows; bias: (C_out,); y: (N, C_out, H_out, W_out).
     """
-    batch, out_channels, out_h, out_w = y.shape
+    batch, out_channels, out_h = y.shape[:3]
     alpha = tile + 2
+    per = tiles_h * tiles_w
+    total = m.shape[2]
+    flat_m = m.reshape(-1)
+    zero = coefficients[0, 0] * 0  # of m's dtype
     for task in prange(batch * out_channels):
         n, k = task // out_channels, task % out_channels
-        horizontal = np.empty((alpha, tiles_w * tile), m.dtype)  # M_t A for the row of tiles, side by side
+        horizontal = np.empty((alpha, tile, per), m.dtype)
+        flat_h = horizontal.reshape(-1)
+        offsets = np.empty(columns.shape[1], np.int64)
+        for a in range(alpha):
+            for j in range(tile):
+                for q in range(counts[j]):
+                    offsets[q] = ((a * alpha + columns[j, q]) * out_channels + k) * total + n * per
+                _combine(flat_h, (a * tile + j) * per, flat_m, offsets, coefficients[j], counts[j], per, zero)
+        plane = np.empty((tile, tile, per), m.dtype)
+        flat_plane = plane.reshape(-1)
+        for i in range(tile):
+            for j in range(tile):
+                for q in range(counts[i]):
+                    offsets[q] = (columns[i, q] * tile + j) * per
+                _combine(flat_plane, (i * tile + j) * per, flat_h, offsets, coefficients[i], counts[i], per, bias[k])
         for th in range(tiles_h):
-            t0 = (n * tiles_h + th) * tiles_w
-            for a in range(alpha):
-                for j in range(tile):
-                    first, c0 = columns[j, 0], coefficients[j, 0]
-                    source = m[a * alpha + first, k, t0 : t0 + tiles_w]
-                    for tw in range(tiles_w):
-                        horizontal[a, tw * tile + j] = c0 * source[tw]
-                    for s in range(1, counts[j]):
-                        c = coefficients[j, s]
-                        source = m[a * alpha + columns[j, s], k, t0 : t0 + tiles_w]
-                        for tw in range(tiles_w):
-                            horizontal[a, tw * tile + j] += c * source[tw]
-            for i in range(min(tile, out_h - th * tile)):  # A^T along columns: whole-row AXPYs
+            for i in range(min(tile, out_h - th * tile)):
                 row = y[n, k, th * tile + i]
-                for j in range(out_w):
-                    row[j] = bias[k]
-                for s in range(counts[i]):
-                    source, c = columns[i, s], coefficients[i, s]
-                    for j in range(out_w):
-                        row[j] += c * horizontal[source, j]
+                for j in range(tile):
+                    src = plane[i, j, th * tiles_w : (th + 1) * tiles_w]
+                    dst = row[j::tile]
+                    for tw in range(dst.size):
+                        dst[tw] = src[tw]
 
 
 @njit(parallel=True, cache=True)
