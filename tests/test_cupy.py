@@ -80,7 +80,8 @@ class Placeholder:
 
 
 def all_launches(geom, dtype):
-    """The simple kernels' launches, then the tiled ones' (forward, dx on the flipped filter, dw + db)."""
+    """The simple kernels' launches, the tiled ones' (forward, dx on the flipped filter, dw + db), the cupy path's
+    column kernels (im2col, col2im)."""
     p = Placeholder
     return [
         cupy_gpu.forward_launch(geom, dtype, p(), p(), p(), p()),
@@ -90,6 +91,8 @@ def all_launches(geom, dtype):
         cupy_gpu.tiled_forward_launch(geom, dtype, p(), p(), p(), p()),
         cupy_gpu.tiled_backward_input_launch(geom, dtype, p(), p(), p(), p()),
         cupy_gpu.tiled_backward_weight_launch(geom, dtype, p(), p(), p()),
+        cupy_gpu.columns_launch("im2col", geom, dtype, geom.batch, p(), p()),
+        cupy_gpu.columns_launch("col2im", geom, dtype, geom.batch, p(), p()),
     ]
 
 
@@ -323,6 +326,33 @@ def test_tiled_kernels_take_depthwise_and_thin_groups_only():
     assert not any(supports((1, 4, 200, 200), (4, 1, 3, 3), dilation=40, groups=4).values())  # halo past 48 KiB
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", list(CASES))
+def test_cupy_path_column_kernels_on_cpu_emulation_match_reference(emulator, case, dtype):
+    """Backend "cupy": columns by gconv_im2col, batched GEMMs, dx by gconv_col2im (NumPy's matmul stands in)."""
+    x, weight, bias, dy, options, geom = _case(case, dtype)
+    run = Recording(emulator)
+    y = cupy_gpu._im2col_forward(x, weight, bias, geom, np, run)
+    assert_close(y, ref.conv2d(x, weight, bias, **options), dtype, "y")
+    got = cupy_gpu._im2col_backward(dy, x, weight, geom, np, run)
+    for g, want, label in zip(got, ref.conv2d_backward(dy, x, weight, **options), ("dx", "dw", "db")):
+        assert g.dtype == dtype and g.shape == want.shape, label
+        assert_close(g, want, dtype, label)
+    assert run.names == ["gconv_im2col", "gconv_im2col", "gconv_col2im"]  # one launch each, not one per tap
+
+
+def test_cupy_path_chunks_the_batch_under_the_workspace_cap(emulator, monkeypatch):
+    monkeypatch.setenv("GCONV_IM2COL_WORKSPACE_MB", "0.001")  # 1 KiB: one sample per chunk
+    x, weight, bias, dy, options, geom = _case("g2-s2-uneven", np.float64)
+    run = Recording(emulator)
+    assert_close(cupy_gpu._im2col_forward(x, weight, bias, geom, np, run), ref.conv2d(x, weight, bias, **options),
+                 np.float64, "y")  # fmt: skip
+    got = cupy_gpu._im2col_backward(dy, x, weight, geom, np, run)
+    for g, want, label in zip(got, ref.conv2d_backward(dy, x, weight, **options), ("dx", "dw", "db")):
+        assert_close(g, want, np.float64, label)
+    assert run.names.count("gconv_col2im") == geom.batch == 2
+
+
 def test_public_entry_points_run_the_shared_code(emulator, monkeypatch):
     """The registered functions, with NumPy standing in for CuPy and the emulator for the GPU."""
     monkeypatch.setattr(cupy_gpu, "_cupy", lambda: np)
@@ -388,6 +418,12 @@ def test_raw_kernels_nonfinite_values_as_the_definition_without_host_checks(emul
     for g, want, label in zip(got, ref.conv2d_backward(dy, x, weight, **options), ("dx", "dw", "db")):
         _same_nonfinite_pattern(g, want, label)
     assert run.names == _expected_kernels(geom, np.float64, tiled)[:3]
+    # Backend "cupy" (columns by kernel, then GEMMs): the columns hold the padding's zeros, so the same holds.
+    _same_nonfinite_pattern(cupy_gpu._im2col_forward(x, weight, None, geom, NoHostChecks(), emulator), ref.conv2d(
+        x, weight, **options), "y")  # fmt: skip
+    got = cupy_gpu._im2col_backward(dy, x, weight, geom, NoHostChecks(), emulator)
+    for g, want, label in zip(got, ref.conv2d_backward(dy, x, weight, **options), ("dx", "dw", "db")):
+        _same_nonfinite_pattern(g, want, label)
 
 
 def test_raw_backend_refuses_oversized_kernels_before_any_launch_and_auto_avoids_it():

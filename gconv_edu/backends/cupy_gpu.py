@@ -2,9 +2,12 @@
 
 Both take and return CuPy arrays (``gconv_edu.api`` copies NumPy inputs to the device and the results back).
 
-``cupy``: :mod:`gconv_edu.backends.im2col` run with ``xp = cupy``. The same functions that run on the CPU; the
-batched GEMM ``(G, C_out/G, N*H_out*W_out) = (G, C_out/G, C_in/G*kH*kW) @ (G, C_in/G*kH*kW, N*H_out*W_out)``
-becomes one cuBLAS strided-batched GEMM.
+``cupy``: im2col and the grouped batched GEMM of :mod:`gconv_edu.backends.im2col`, on the GPU. The batched GEMM
+``(G, C_out/G, n*H_out*W_out) = (G, C_out/G, C_in/G*kH*kW) @ (G, C_in/G*kH*kW, n*H_out*W_out)`` is one cuBLAS
+strided-batched GEMM; the columns are written by ONE kernel (``conv2d_im2col.cu``: ``gconv_im2col``) straight in
+that layout, and dx is gathered back by one (``gconv_col2im``, no atomics), where im2col.py's portable path makes one
+strided copy per tap (kH*kW launches each way). The batch is cut into chunks under im2col's workspace cap
+(:func:`gconv_edu.backends.im2col.batch_chunk`, ``GCONV_IM2COL_WORKSPACE_MB``).
 
 ``cupy-raw``: the CUDA C sources in ``kernels/*.cu`` (each opens with a comment that maps threads to elements):
 
@@ -115,20 +118,20 @@ def _cupy() -> ModuleType:
 
 # --------------------------------------------------------------------------- backend "cupy": im2col on cuBLAS
 def im2col_forward(x: Array, weight: Array, bias: Array | None, geom: ConvGeometry) -> Array:
-    """y = conv2d(x, weight) + bias via :func:`gconv_edu.backends.im2col.forward` with ``xp = cupy``.
+    """y = conv2d(x, weight) + bias: the columns by one kernel (``gconv_im2col``), then one batched GEMM per chunk.
 
     x: (N, C_in, H, W); weight: (C_out, C_in/G, kH, kW); bias: (C_out,) or None -> y: (N, C_out, H_out, W_out).
     """
-    return im2col.forward(x, weight, bias, geom, xp=_cupy())
+    return _im2col_forward(x, weight, bias, geom, _cupy(), _run_on_gpu)
 
 
 def im2col_backward(dy: Array, x: Array, weight: Array, geom: ConvGeometry) -> tuple[Array, Array, Array]:
-    """(dx, dw, db) via :func:`gconv_edu.backends.im2col.backward` with ``xp = cupy``.
+    """(dx, dw, db): the columns again, two batched GEMMs per chunk, dx gathered by one kernel (``gconv_col2im``).
 
     dy: (N, C_out, H_out, W_out); x: (N, C_in, H, W); weight: (C_out, C_in/G, kH, kW)
     -> dx: (N, C_in, H, W), dw: (C_out, C_in/G, kH, kW), db: (C_out,).
     """
-    return im2col.backward(dy, x, weight, geom, xp=_cupy())
+    return _im2col_backward(dy, x, weight, geom, _cupy(), _run_on_gpu)
 
 
 # --------------------------------------------------------------------------- launch building (no CuPy needed)
@@ -416,6 +419,97 @@ def flipped_filter(weight: Array, geom: ConvGeometry, xp: ModuleType) -> Array:
     by_group = weight.reshape(groups, out_per_group, in_per_group, geom.kernel_h, geom.kernel_w)
     flipped = by_group[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)  # (G, C_in/G, C_out/G, kH, kW)
     return xp.ascontiguousarray(flipped).reshape(geom.in_channels, out_per_group, geom.kernel_h, geom.kernel_w)
+
+
+# --------------------------------------------------------------------------- the cupy path's column kernels
+def columns_launch(kind: str, geom: ConvGeometry, dtype: Any, samples: int, source: Any, target: Any) -> KernelLaunch:
+    """``gconv_im2col`` (kind "im2col": x chunk -> cols) or ``gconv_col2im`` ("col2im": dcols -> dx chunk) for a
+    chunk of ``samples``; cols: (C_in*kH*kW, samples*H_out*W_out). One thread per element written."""
+    without_arrays = _columns_without_arrays(kind, geom, np.dtype(dtype), samples, INDEX32_LIMIT)
+    return without_arrays._replace(args=(source, target) + without_arrays.args)
+
+
+@functools.lru_cache(maxsize=1024)
+def _columns_without_arrays(kind: str, geom: ConvGeometry, dtype: np.dtype, samples: int, limit: int) -> KernelLaunch:
+    top, _, left, _ = geom.padding
+    problem = (samples, geom.in_channels, geom.height, geom.width, geom.out_h, geom.out_w, top, left, *geom.dilation)
+    names = ("batch", "in_channels", "height", "width", "out_h", "out_w", "pad_top", "pad_left", "dil_h", "dil_w")
+    cols_size = geom.in_channels * geom.kernel_area * samples * geom.out_h * geom.out_w
+    x_size = samples * geom.in_channels * geom.height * geom.width
+    options = compile_options(dtype, geom)
+    if cols_size > limit and "-DINDEX_64BIT" not in options:  # the columns can outgrow every other array
+        options = (*options, "-DINDEX_64BIT")
+    index = np.int64 if "-DINDEX_64BIT" in options else np.int32
+    return KernelLaunch(
+        source="conv2d_im2col.cu",
+        name=f"gconv_{kind}",
+        options=options,
+        grid=grid_1d(cols_size if kind == "im2col" else x_size),
+        block=(BLOCK_SIZE,),
+        args=tuple(index(value) for value in problem),
+        arg_names=(("x", "cols") if kind == "im2col" else ("dcols", "dx")) + names,
+    )
+
+
+def _im2col_forward(x: Array, weight: Array, bias: Array | None, geom: ConvGeometry, xp: ModuleType, run: Runner):
+    """The body of :func:`im2col_forward`, for any array module and launcher."""
+    samples = im2col.batch_chunk(geom, x.dtype.itemsize, buffers=1)  # the columns only: the kernel writes the layout
+    x, weight = xp.ascontiguousarray(x), xp.ascontiguousarray(weight)
+    groups, out_per_group, rows = (
+        geom.groups,
+        geom.out_channels_per_group,
+        geom.in_channels_per_group * geom.kernel_area,
+    )
+    w_grouped = weight.reshape(groups, out_per_group, rows)  # (G, C_out/G, C_in/G*kH*kW)
+    y = xp.empty(geom.y_shape, dtype=x.dtype)
+    pixels = geom.out_h * geom.out_w
+    for start in range(0, geom.batch, samples):
+        n = min(samples, geom.batch - start)
+        cols = xp.empty((groups, rows, n * pixels), dtype=x.dtype)  # (G, C_in/G*kH*kW, n*H_out*W_out)
+        run(columns_launch("im2col", geom, x.dtype, n, xp.ascontiguousarray(x[start : start + n]), cols))
+        # (G, C_out/G, n*H_out*W_out) = (G, C_out/G, C_in/G*kH*kW) @ (G, C_in/G*kH*kW, n*H_out*W_out)
+        y_grouped = xp.matmul(w_grouped, cols)
+        # (G, C_out/G, n, H_out*W_out) -> (n, G, C_out/G, H_out*W_out) = (n, C_out, H_out, W_out)
+        y[start : start + n] = (
+            y_grouped.reshape(groups, out_per_group, n, pixels)
+            .transpose(2, 0, 1, 3)
+            .reshape(n, geom.out_channels, geom.out_h, geom.out_w)
+        )
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    return y
+
+
+def _im2col_backward(dy: Array, x: Array, weight: Array, geom: ConvGeometry, xp: ModuleType, run: Runner):
+    """The body of :func:`im2col_backward`, for any array module and launcher."""
+    samples = im2col.batch_chunk(geom, x.dtype.itemsize, buffers=2)  # cols, then dcols
+    dy, x, weight = xp.ascontiguousarray(dy), xp.ascontiguousarray(x), xp.ascontiguousarray(weight)
+    groups, out_per_group, rows = (
+        geom.groups,
+        geom.out_channels_per_group,
+        geom.in_channels_per_group * geom.kernel_area,
+    )
+    w_grouped = weight.reshape(groups, out_per_group, rows)  # (G, C_out/G, C_in/G*kH*kW)
+    dw_grouped = xp.zeros_like(w_grouped)
+    dx = xp.empty(geom.x_shape, dtype=x.dtype)
+    pixels = geom.out_h * geom.out_w
+    for start in range(0, geom.batch, samples):
+        n = min(samples, geom.batch - start)
+        cols = xp.empty((groups, rows, n * pixels), dtype=x.dtype)
+        run(columns_launch("im2col", geom, x.dtype, n, xp.ascontiguousarray(x[start : start + n]), cols))
+        # (n, C_out, H_out, W_out) -> (G, C_out/G, n, H_out*W_out) -> (G, C_out/G, n*H_out*W_out)
+        dy_chunk = dy[start : start + n].reshape(n, groups, out_per_group, pixels)
+        dy_grouped = dy_chunk.transpose(1, 2, 0, 3).reshape(groups, out_per_group, n * pixels)
+        # (G, C_out/G, C_in/G*kH*kW) += (G, C_out/G, n*H_out*W_out) @ (G, n*H_out*W_out, C_in/G*kH*kW)
+        dw_grouped += xp.matmul(dy_grouped, cols.transpose(0, 2, 1))
+        del cols
+        # (G, C_in/G*kH*kW, n*H_out*W_out) = (G, C_in/G*kH*kW, C_out/G) @ (G, C_out/G, n*H_out*W_out)
+        dcols = xp.ascontiguousarray(xp.matmul(w_grouped.transpose(0, 2, 1), dy_grouped))
+        dx_chunk = xp.empty((n, *geom.x_shape[1:]), dtype=x.dtype)
+        run(columns_launch("col2im", geom, x.dtype, n, dcols, dx_chunk))
+        dx[start : start + n] = dx_chunk
+    db = dy.reshape(geom.batch, geom.out_channels, -1).sum(axis=2).sum(axis=0)
+    return dx, dw_grouped.reshape(geom.weight_shape), db
 
 
 # --------------------------------------------------------------------------- running the kernels
