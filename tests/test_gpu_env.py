@@ -137,7 +137,7 @@ def test_gpu_check_occupancy_from_registers():
     [("mobilenet-dw", True), ("resnext-g32", True), ("alexnet-conv2", False), ("dense-3x3", False)],
 )
 def test_gpu_check_reports_every_kernel_cupy_raw_launches_tiled_and_simple(config, tiled):
-    """The kernels step lists the backend's own launches (NumPy arrays stand in for CuPy's; nothing runs)."""
+    """The kernels step lists the backends' own launches (NumPy arrays stand in for CuPy's; nothing runs)."""
     import numpy as np
 
     from gconv_edu.backends import cupy_gpu
@@ -160,6 +160,8 @@ def test_gpu_check_reports_every_kernel_cupy_raw_launches_tiled_and_simple(confi
         ("backward_weight", "gconv_tiled_backward_weight"),
     ]
     assert fast == (expected if tiled else [])
+    columns = [(role, launch.name) for role, path, launch in plans if path == "cupy"]
+    assert columns == [("im2col", "gconv_im2col"), ("col2im", "gconv_col2im")]
 
 
 def _record(config, contender, ratio, pass_="forward+backward"):
