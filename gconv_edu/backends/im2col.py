@@ -81,16 +81,6 @@ def column_bytes_per_sample(geom: ConvGeometry, itemsize: int) -> int:
 
 
 # --------------------------------------------------------------------------- im2col / col2im
-# DEPRECATED aliases, kept only until their last callers switch to the geometry's rules (cupy_gpu.py calls pad,
-# grading/hints.py imports _tap_slices): use ``xp.pad(x, geom.pad_widths)`` and ``geom.tap(p, q)``.
-def _tap_slices(geom: ConvGeometry, p: int, q: int) -> tuple[slice, slice]:
-    return geom.tap(p, q)
-
-
-def pad(x: Array, geom: ConvGeometry, xp: ModuleType = np) -> Array:
-    return padded(xp, x, geom.pad_widths)
-
-
 def im2col(x: Array, geom: ConvGeometry, xp: ModuleType = np) -> Array:
     """Unfold every window into a column.
 
