@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .geometry import positive_int
+
 __all__ = ["CLASS_NAMES", "COLOUR_NAMES", "ORIENTATION_NAMES", "Dataset", "make_dataset", "make_images"]
 
 COLOUR_NAMES = ("orange", "blue", "purple")
@@ -39,14 +41,6 @@ _HUES = np.array([[0.90, 0.62, 0.0], [0.34, 0.71, 0.91], [0.80, 0.47, 0.65]])
 _CHROMA = _HUES - _HUES.mean(axis=1, keepdims=True)  # (3, 3): each row sums to 0 (zero luminance)
 _CHROMA /= np.linalg.norm(_CHROMA, axis=1, keepdims=True)
 _STRIPE_ANGLES = np.deg2rad([0.0, 60.0, 120.0])
-
-
-def _check_count(name: str, value: object, minimum: int) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-        raise TypeError(f"{name}={value!r} must be an int; got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name}={value} must be >= {minimum}")
-    return int(value)
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], size: int) -> np.ndarray:
@@ -67,8 +61,8 @@ def make_images(count: int, size: int = 16, seed: int = 0, noise: float = 0.3) -
         images: (count, 3, size, size) float32, RGB mostly in [0, 1] (noise and strong blobs reach beyond)
         labels: (count,) int64 in [0, 9): ``3 * colour + orientation``, names in :data:`CLASS_NAMES`
     """
-    count = _check_count("count", count, 1)
-    size = _check_count("size", size, 8)
+    count = positive_int("count", count)
+    size = positive_int("size", size, 8)
     if noise < 0:
         raise ValueError(f"noise={noise} must be >= 0")
     rng = np.random.default_rng(seed)
