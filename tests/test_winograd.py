@@ -260,3 +260,37 @@ def test_auto_never_picks_winograd_outside_its_support(switched_on, monkeypatch)
     assert (cpu_auto_choice(dense, available) == "winograd") == switched_on
     thin = ConvGeometry.from_shapes(*AUTO_GEOMETRIES[1][:2], None, 1, 1, 1, 32)
     assert cpu_auto_choice(thin, available) != "winograd"  # memory-bound element-wise stage: not even switched on
+
+
+# --------------------------------------------------------------------------- batch chunks (V and M workspaces)
+def test_batch_chunk_respects_the_cap_and_the_im2col_variable(monkeypatch):
+    monkeypatch.delenv("GCONV_IM2COL_WORKSPACE_MB", raising=False)
+    assert winograd.batch_chunk(8, winograd.WORKSPACE_CHUNK_BYTES // 3) == 3
+    assert winograd.batch_chunk(8, 1) == 8  # at most the batch
+    assert winograd.batch_chunk(8, 10 * winograd.WORKSPACE_CHUNK_BYTES) == 1  # at least one sample
+    monkeypatch.setenv("GCONV_IM2COL_WORKSPACE_MB", "1")  # the smaller cap wins
+    assert winograd.batch_chunk(8, 2**20 // 2) == 2
+    monkeypatch.setenv("GCONV_IM2COL_WORKSPACE_MB", "lots")
+    with pytest.raises(ValueError, match="GCONV_IM2COL_WORKSPACE_MB='lots'"):
+        winograd.batch_chunk(8, 1)
+
+
+@pytest.mark.parametrize("tile", TILES)
+@pytest.mark.parametrize("case", ["pad2-g4-3x3-input", "same-depthwise", "pad2x0-g2", "dense-pad1-7x9"])
+def test_one_sample_chunks_match_the_reference(case, tile, monkeypatch):
+    """Chunks of one sample through reused workspaces (the last chunk, dw summed over chunks) give the same results."""
+    monkeypatch.setattr(winograd, "WORKSPACE_CHUNK_BYTES", 1)
+    calls = []
+    transform = winograd._tile_transform
+    monkeypatch.setattr(winograd, "_tile_transform", lambda x, *args: calls.append(x.shape[0]) or transform(x, *args))
+    x, weight, bias, options, rng = _grid_case(case, np.float64, seed=7)
+    assert x.shape[0] > 1
+    geom = ConvGeometry.from_shapes(x.shape, weight.shape, bias.shape, **options)
+    expected = ref.conv2d(x, weight, bias, **options)
+    assert_close(winograd.forward(x, weight, bias, geom, tile=tile), expected, np.float64, "y")
+    assert calls == [1] * x.shape[0]  # one chunk per sample
+    dy = rng.standard_normal(expected.shape)
+    got = winograd.backward(dy, x, weight, geom, tile=tile)
+    for g, want, label in zip(got, ref.conv2d_backward(dy, x, weight, **options), ("dx", "dw", "db")):
+        assert_close(g, want, np.float64, label)
+    assert len(calls) == 4 * x.shape[0]  # dx's input transform, dw's of x and of dy, per sample

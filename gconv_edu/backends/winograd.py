@@ -54,7 +54,9 @@ DESCRIPTION = "Winograd F(2x2,3x3) / F(4x4,3x3): Numba transforms + one batched 
 TILES = (2, 4)  # m of F(m x m, 3 x 3)
 # float32 error relative to max|ref| (float64 reference), dense-3x3 at N = 8: F(4x4, 3x3) y 8.3e-6, dx 6.9e-6,
 # dw 1.0e-5, at the project's tolerance 1e-5 (tests/conftest.py RTOL) with no margin; F(2x2, 3x3) y 3.6e-7, dx 3.4e-7,
-# dw 9.7e-7 (resnext-g32: F4 <= 4.3e-6, F2 <= 6.9e-7). So the default is F(2x2, 3x3); F4 is an option (lesson 11).
+# dw 9.7e-7 (resnext-g32: F4 <= 4.3e-6, F2 <= 6.9e-7). With dw summed per chunk of samples (batch_chunk), measured
+# again on standard normal data: F4 y 6.7e-6, dx 7.2e-6, dw 9.5e-6; F2 y 3.4e-7, dx 3.4e-7, dw 7.2e-7: still no margin
+# for F4. So the default is F(2x2, 3x3); F4 is an option (lesson 11).
 DEFAULT_TILE = 2
 TILE_VARIABLE = "GCONV_WINOGRAD_TILE"
 SUPPORTED = "supports only 3x3 kernels with stride 1 and dilation 1 (any padding, any groups)"
@@ -330,14 +332,30 @@ def _tiles(out_h: int, out_w: int, tile: int) -> tuple[int, int]:
     return -(-out_h // tile), -(-out_w // tile)
 
 
-def _input_tiles(x: np.ndarray, tile: int, tiles_h: int, tiles_w: int, pad_top: int, pad_left: int) -> np.ndarray:
-    """V = B^T d B of every tile: (N, C, H, W) -> (alpha^2, C, N*tiles_h*tiles_w)."""
-    alpha = tile + 2
-    shape = (alpha * alpha, x.shape[1], x.shape[0] * tiles_h * tiles_w)
-    v = empty(np, f"winograd V (B^T d B of every tile), F({tile}x{tile},3x3)", shape, x.dtype)
-    with _one_caller_unless_thread_safe():
-        _tile_transform(x, *_sparse_rows(BT[tile], x.dtype), alpha, tile, tiles_h, tiles_w, pad_top, pad_left, v)
-    return v
+# V + M of one chunk of samples, at most: cache-sized, so the GEMM reads V warm and the pages are touched once
+# (dense-3x3 forward+backward, 1 thread, loaded machine: ~125 ms at 8 MiB (1-2 samples) against ~170 ms unchunked)
+WORKSPACE_CHUNK_BYTES = 8 * 2**20
+
+
+def batch_chunk(batch: int, bytes_per_sample: int) -> int:
+    """Samples per chunk so that one chunk's two workspaces (V and M; dw: V and A dY A^T) stay under the cap.
+
+    The cap is the smaller of :data:`WORKSPACE_CHUNK_BYTES` and im2col's ``GCONV_IM2COL_WORKSPACE_MB`` limit
+    (:func:`im2col.workspace_limit`, validated there); at least one sample, at most the batch. The buffers are allocated
+    once and reused chunk after chunk, so they stay warm in cache and their pages are touched once.
+    """
+    limit = min(WORKSPACE_CHUNK_BYTES, im2col.workspace_limit())
+    return max(1, min(batch, limit // max(1, bytes_per_sample)))
+
+
+def _workspace(name: str, rows: int, per_sample: int, chunk: int, dtype: np.dtype) -> np.ndarray:
+    """A flat buffer for ``chunk`` samples of a (rows, chunk * per_sample) workspace (views of its front are used)."""
+    return empty(np, name, (rows * chunk * per_sample,), dtype)
+
+
+def _front(buffer: np.ndarray, rows: int, channels: int, count: int) -> np.ndarray:
+    """The C-contiguous (rows, channels, count) view at the start of a flat workspace."""
+    return buffer[: rows * channels * count].reshape(rows, channels, count)
 
 
 def _convolve(
@@ -354,27 +372,40 @@ def _convolve(
     """Stride-1 3x3 grouped convolution by F(tile x tile, 3x3); padding offsets may be negative (a crop).
 
     x: (N, C_in, H, W); weight: (C_out, C_in/G, 3, 3); bias: (C_out,) -> y: (N, C_out, *out_size).
+    The batch runs in chunks (:func:`batch_chunk`) through the same V and M buffers.
     """
     (batch, in_channels), out_channels = x.shape[:2], weight.shape[0]
     in_per_group, out_per_group = in_channels // groups, out_channels // groups
-    alpha2 = (tile + 2) ** 2
+    alpha = tile + 2
+    alpha2 = alpha * alpha
     y = empty(np, output_name, (batch, out_channels, *out_size), x.dtype)  # first: a too-large output says so
     tiles_h, tiles_w = _tiles(*out_size, tile)
-    count = batch * tiles_h * tiles_w
+    per = tiles_h * tiles_w  # tiles of one sample
     u = empty(np, "winograd U (G g G^T of every filter)", (alpha2, out_channels, in_per_group), x.dtype)
     with _one_caller_unless_thread_safe():
         _filter_transform(weight, G[tile], u)
-    v = _input_tiles(x, tile, tiles_h, tiles_w, pad_top, pad_left)
-    m = empty(np, "winograd M (the element-wise stage)", (alpha2, out_channels, count), x.dtype)
-    # (alpha^2, G, C_out/G, T) = (alpha^2, G, C_out/G, C_in/G) @ (alpha^2, G, C_in/G, T)
-    np.matmul(
-        u.reshape(alpha2, groups, out_per_group, in_per_group),
-        v.reshape(alpha2, groups, in_per_group, count),
-        out=m.reshape(alpha2, groups, out_per_group, count),
+    u = u.reshape(alpha2, groups, out_per_group, in_per_group)
+    chunk = batch_chunk(batch, alpha2 * (in_channels + out_channels) * per * x.itemsize)
+    v_buffer = _workspace(
+        f"winograd V (B^T d B of every tile), F({tile}x{tile},3x3)", alpha2 * in_channels, per, chunk, x.dtype
     )
-    del v
-    with _one_caller_unless_thread_safe():
-        _output_transform(m, *_sparse_rows(AT[tile], x.dtype), tile, tiles_h, tiles_w, bias, y)
+    m_buffer = _workspace("winograd M (the element-wise stage)", alpha2 * out_channels, per, chunk, x.dtype)
+    bt_rows, at_rows = _sparse_rows(BT[tile], x.dtype), _sparse_rows(AT[tile], x.dtype)
+    for first in range(0, batch, chunk):
+        last = min(batch, first + chunk)
+        count = (last - first) * per
+        v = _front(v_buffer, alpha2, in_channels, count)
+        m = _front(m_buffer, alpha2, out_channels, count)
+        with _one_caller_unless_thread_safe():
+            _tile_transform(x[first:last], *bt_rows, alpha, tile, tiles_h, tiles_w, pad_top, pad_left, v)
+        # (alpha^2, G, C_out/G, T) = (alpha^2, G, C_out/G, C_in/G) @ (alpha^2, G, C_in/G, T)
+        np.matmul(
+            u,
+            v.reshape(alpha2, groups, in_per_group, count),
+            out=m.reshape(alpha2, groups, out_per_group, count),
+        )
+        with _one_caller_unless_thread_safe():
+            _output_transform(m, *at_rows, tile, tiles_h, tiles_w, bias, y[first:last])
     return y
 
 
@@ -440,25 +471,39 @@ def backward(
 
 
 def _weight_gradient(dy: np.ndarray, x: np.ndarray, geom: ConvGeometry, tile: int) -> np.ndarray:
-    """dw = G^T [ sum_t (A dY_t A^T) (.) (B^T d_t B) ] G: (C_out, C_in/G, 3, 3)."""
+    """dw = G^T [ sum_t (A dY_t A^T) (.) (B^T d_t B) ] G: (C_out, C_in/G, 3, 3); the sum over chunks of the batch."""
     alpha, groups = tile + 2, geom.groups
     alpha2 = alpha * alpha
+    in_channels, out_channels = geom.in_channels, geom.out_channels
     in_per_group, out_per_group = geom.in_channels_per_group, geom.out_channels_per_group
     tiles_h, tiles_w = _tiles(geom.out_h, geom.out_w, tile)
-    count = geom.batch * tiles_h * tiles_w
+    per = tiles_h * tiles_w
     top, _, left, _ = geom.padding
-    v = _input_tiles(x, tile, tiles_h, tiles_w, top, left)
-    a_rows = _sparse_rows(AT[tile].T, x.dtype)  # A = (A^T)^T: (alpha, m)
-    dyt = empty(np, "winograd A dY A^T of every tile", (alpha2, geom.out_channels, count), x.dtype)
-    with _one_caller_unless_thread_safe():
-        _tile_transform(dy, *a_rows, tile, tile, tiles_h, tiles_w, 0, 0, dyt)
-    mdw = empty(np, "winograd dU", (alpha2, geom.out_channels, in_per_group), x.dtype)
-    # (alpha^2, G, C_out/G, C_in/G) = (alpha^2, G, C_out/G, T) @ (alpha^2, G, T, C_in/G)
-    np.matmul(
-        dyt.reshape(alpha2, groups, out_per_group, count),
-        v.reshape(alpha2, groups, in_per_group, count).transpose(0, 1, 3, 2),
-        out=mdw.reshape(alpha2, groups, out_per_group, in_per_group),
+    chunk = batch_chunk(geom.batch, alpha2 * (in_channels + out_channels) * per * x.itemsize)
+    v_buffer = _workspace(
+        f"winograd V (B^T d B of every tile), F({tile}x{tile},3x3)", alpha2 * in_channels, per, chunk, x.dtype
     )
+    d_buffer = _workspace("winograd A dY A^T of every tile", alpha2 * out_channels, per, chunk, x.dtype)
+    bt_rows = _sparse_rows(BT[tile], x.dtype)
+    a_rows = _sparse_rows(AT[tile].T, x.dtype)  # A = (A^T)^T: (alpha, m)
+    mdw = empty(np, "winograd dU", (alpha2, out_channels, in_per_group), x.dtype)
+    part = mdw if chunk >= geom.batch else empty(np, "winograd dU of one chunk", mdw.shape, x.dtype)
+    for first in range(0, geom.batch, chunk):
+        last = min(geom.batch, first + chunk)
+        count = (last - first) * per
+        v = _front(v_buffer, alpha2, in_channels, count)
+        dyt = _front(d_buffer, alpha2, out_channels, count)
+        with _one_caller_unless_thread_safe():
+            _tile_transform(x[first:last], *bt_rows, alpha, tile, tiles_h, tiles_w, top, left, v)
+            _tile_transform(dy[first:last], *a_rows, tile, tile, tiles_h, tiles_w, 0, 0, dyt)
+        # (alpha^2, G, C_out/G, C_in/G) = (alpha^2, G, C_out/G, T) @ (alpha^2, G, T, C_in/G)
+        np.matmul(
+            dyt.reshape(alpha2, groups, out_per_group, count),
+            v.reshape(alpha2, groups, in_per_group, count).transpose(0, 1, 3, 2),
+            out=(mdw if first == 0 else part).reshape(alpha2, groups, out_per_group, in_per_group),
+        )
+        if first > 0:
+            mdw += part
     dw = empty(np, "dw (C_out, C_in/G, kH, kW)", geom.weight_shape, x.dtype)
     with _one_caller_unless_thread_safe():
         _filter_adjoint(mdw, G[tile], dw)
