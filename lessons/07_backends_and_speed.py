@@ -269,6 +269,20 @@ fig.tight_layout()
 viz.save(fig, "07_roofline.png")
 
 # %% [markdown]
+# ## Why the GPU's dw kernel does not use `atomicAdd`
+#
+# Each weight's gradient `dw[k, c, p, q]` is one long sum over every sample and output pixel (lesson 5). The obvious
+# GPU version gives each term a thread that adds its product into `dw` with `atomicAdd`: correct, but the additions
+# land in whatever order the threads happen to arrive, and that order changes from run to run. Floating-point
+# addition is not associative (`(a + b) + c` and `a + (b + c)` can round differently), so the last bits of `dw` would
+# change between two runs on the same data, and a training run could not be repeated bit for bit.
+# Backend `cupy-raw` (`gconv_edu/backends/kernels/conv2d_backward_weight.cu`) fixes the order instead: one block per
+# (filter, channel) pair, each thread sums a fixed set of terms, the block adds the threads' sums in a fixed tree
+# (register shuffles within a warp, then the warps in order), and the host adds the blocks' partial sums in a fixed
+# order. How the sum is split depends on the layer's shape only, not on the GPU. Same order every run, same bits
+# every run (the tiled dw kernel for depthwise and thin groups keeps the same rule).
+
+# %% [markdown]
 # ## What we learned
 #
 # - All backends agree (checked); on a tiny layer the naive Python loops are tens to hundreds of times slower than

@@ -60,7 +60,6 @@ template <typename T> static T __shfl_down_sync(unsigned, T value, int offset) {
     __syncthreads();
     return result;
 }
-template <typename T> static T atomicAdd(T* address, T value) { T old = *address; *address = old + value; return old; }
 static void thread_main() { block_body(block_closure); finished[threadIdx.x] = true; }
 template <typename F> static void call_closure(void* closure) { (*(F*)closure)(); }
 template <typename F> static void run_grid(unsigned gx, unsigned gy, unsigned gz, unsigned bx, F kernel) {

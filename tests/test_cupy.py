@@ -87,7 +87,6 @@ def all_launches(geom, dtype):
         cupy_gpu.forward_launch(geom, dtype, p(), p(), p(), p()),
         cupy_gpu.backward_input_launch(geom, dtype, p(), p(), p()),
         cupy_gpu.backward_weight_launch(geom, dtype, p(), p(), p()),
-        cupy_gpu.backward_weight_atomic_launch(geom, dtype, p(), p(), p()),
         cupy_gpu.tiled_forward_launch(geom, dtype, p(), p(), p(), p()),
         cupy_gpu.tiled_backward_input_launch(geom, dtype, p(), p(), p(), p()),
         cupy_gpu.tiled_backward_weight_launch(geom, dtype, p(), p(), p()),
@@ -248,14 +247,13 @@ class Recording:
 
 
 def _expected_kernels(geom, dtype, tiled):
-    """The kernels cupy-raw should launch for forward + backward (+ the atomic contrast) on this geometry."""
+    """The kernels cupy-raw should launch for forward + backward on this geometry."""
     use = {kind: tiled and cupy_gpu.tiled_supports(geom, kind, dtype) for kind in ("forward", "backward_input")}
     use["backward_weight"] = tiled and cupy_gpu.tiled_supports(geom, "backward_weight", dtype)
     return [
         "gconv_tiled_forward" if use["forward"] else "gconv_forward",
         "gconv_tiled_forward" if use["backward_input"] else "gconv_backward_input",
         "gconv_tiled_backward_weight" if use["backward_weight"] else "gconv_backward_weight",
-        "gconv_backward_weight_atomic",
     ]
 
 
@@ -269,9 +267,8 @@ def _check_raw_backend(case, dtype, xp, run, compare=assert_close, tiled=True):
     )
     compare(y, ref.conv2d(x, weight, bias, **options), dtype, "y")
     dx, dw, db = cupy_gpu._raw_backward(xp.asarray(dy), xp.asarray(x), xp.asarray(weight), geom, xp, run, tiled)
-    dw_atomic = cupy_gpu._raw_weight_grad_atomic(xp.asarray(dy), xp.asarray(x), geom, xp, run)
     dx_ref, dw_ref, db_ref = ref.conv2d_backward(dy, x, weight, **options)
-    for got, want, label in ((dx, dx_ref, "dx"), (dw, dw_ref, "dw"), (db, db_ref, "db"), (dw_atomic, dw_ref, "dw")):
+    for got, want, label in ((dx, dx_ref, "dx"), (dw, dw_ref, "dw"), (db, db_ref, "db")):
         assert got.dtype == dtype and got.shape == want.shape, label
         compare(got, want, dtype, label)
     assert run.names == _expected_kernels(geom, dtype, tiled)
@@ -366,7 +363,6 @@ def test_public_entry_points_run_the_shared_code(emulator, monkeypatch):
         assert_close(forward(x, weight, bias, geom), ref.conv2d(x, weight, bias, **options), np.float64, "y")
         for got, want, label in zip(backward(dy, x, weight, geom), (dx_ref, dw_ref, db_ref), ("dx", "dw", "db")):
             assert_close(got, want, np.float64, label)
-    assert_close(cupy_gpu.raw_weight_grad_atomic(dy, x, geom), dw_ref, np.float64, "dw")
 
 
 def test_split_case_really_splits():
@@ -536,13 +532,13 @@ def test_gpu_backend_numpy_in_numpy_out(backend):
 @pytest.mark.parametrize("case", ["depthwise-split-dw", "g3-k2x3-s2x1-d2x1-pad2x0"])
 @pytest.mark.gpu
 @needs_gpu
-def test_gpu_raw_kernels_64_bit_path_and_atomic_contrast(case, monkeypatch):
+def test_gpu_raw_kernels_64_bit_path(case, monkeypatch):
     import cupy
 
     def compare(got, want, dtype, label):
         assert_close(cupy.asnumpy(got), want, dtype, label)
 
-    _check_raw_backend(case, np.float64, cupy, cupy_gpu._run_on_gpu, compare)  # 32-bit build, atomic dw too
+    _check_raw_backend(case, np.float64, cupy, cupy_gpu._run_on_gpu, compare)  # the 32-bit build
     monkeypatch.setattr(cupy_gpu, "INDEX32_LIMIT", 0)
     _check_raw_backend(case, np.float64, cupy, cupy_gpu._run_on_gpu, compare)  # the -DINDEX_64BIT build
 

@@ -229,7 +229,6 @@ KERNELS = {
     "forward": ("conv2d_forward.cu", "gconv_forward", ("x", "weight", "bias", "y")),
     "backward_input": ("conv2d_backward_input.cu", "gconv_backward_input", ("dy", "weight", "dx")),
     "backward_weight": ("conv2d_backward_weight.cu", "gconv_backward_weight", ("dy", "x", "partial")),
-    "backward_weight_atomic": ("conv2d_backward_weight_atomic.cu", "gconv_backward_weight_atomic", ("dy", "x", "dw")),
 }
 
 
@@ -264,7 +263,7 @@ def _launch_without_arrays(kind: str, geom: ConvGeometry, dtype: np.dtype, index
     elif kind == "backward_input":
         grid = grid_1d(math.prod(geom.x_shape))  # one thread per element of dx
     else:
-        grid = grid_1d(math.prod(geom.y_shape))  # one thread per element of y (or of dy)
+        grid = grid_1d(math.prod(geom.y_shape))  # one thread per element of y
     index = index_dtype(geom)
     return KernelLaunch(
         source=source,
@@ -295,11 +294,6 @@ def backward_input_launch(geom: ConvGeometry, dtype: Any, dy: Any, weight: Any, 
 def backward_weight_launch(geom: ConvGeometry, dtype: Any, dy: Any, x: Any, partial: Any) -> KernelLaunch:
     """Launch of ``gconv_backward_weight``: grid (C_out * C_in/G pairs, splits); ``partial``: (splits, *w.shape)."""
     return _launch("backward_weight", geom, dtype, dy, x, partial)
-
-
-def backward_weight_atomic_launch(geom: ConvGeometry, dtype: Any, dy: Any, x: Any, dw: Any) -> KernelLaunch:
-    """Launch of the lesson-contrast ``gconv_backward_weight_atomic``: one thread per element of dy."""
-    return _launch("backward_weight_atomic", geom, dtype, dy, x, dw)
 
 
 # --------------------------------------------------------------------------- the tiled kernels (no CuPy needed)
@@ -576,14 +570,6 @@ def _raw_backward(
     return dx, dw, db
 
 
-def _raw_weight_grad_atomic(dy: Array, x: Array, geom: ConvGeometry, xp: ModuleType, run: Runner) -> Array:
-    """The body of :func:`raw_weight_grad_atomic`, for any array module and launcher."""
-    dy, x = xp.ascontiguousarray(dy), xp.ascontiguousarray(x)
-    dw = xp.zeros(geom.weight_shape, dtype=x.dtype)  # the atomics accumulate into it
-    run(backward_weight_atomic_launch(geom, x.dtype, dy, x, dw))
-    return dw
-
-
 def raw_forward(x: Array, weight: Array, bias: Array | None, geom: ConvGeometry) -> Array:
     """y = conv2d(x, weight) + bias with ``gconv_tiled_forward`` where :func:`tiled_supports` it (depthwise, thin
     groups), else ``gconv_forward`` (one thread per output element).
@@ -602,11 +588,3 @@ def raw_backward(dy: Array, x: Array, weight: Array, geom: ConvGeometry) -> tupl
     -> dx: (N, C_in, H, W), dw: (C_out, C_in/G, kH, kW), db: (C_out,). Deterministic: same bits on every run.
     """
     return _raw_backward(dy, x, weight, geom, _cupy(), _run_on_gpu)
-
-
-def raw_weight_grad_atomic(dy: Array, x: Array, geom: ConvGeometry) -> Array:
-    """Lesson contrast: dw with ``atomicAdd`` (one thread per dy element). Not deterministic in its last bits.
-
-    dy: (N, C_out, H_out, W_out); x: (N, C_in, H, W) (CuPy arrays) -> dw: (C_out, C_in/G, kH, kW).
-    """
-    return _raw_weight_grad_atomic(dy, x, geom, _cupy(), _run_on_gpu)

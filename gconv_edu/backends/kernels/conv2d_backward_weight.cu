@@ -1,6 +1,5 @@
 // Grouped 2-D convolution, gradient with respect to the weight: dw = dL/dweight.   (gconv_edu, backend "cupy-raw")
-// Deterministic: no atomics, the same summation order on every run. (conv2d_backward_weight_atomic.cu is the
-// atomicAdd version, kept as a lesson contrast.)
+// Deterministic: no atomics, the same summation order on every run (lesson 07 says why that matters).
 //
 // What is summed
 // --------------
