@@ -196,6 +196,7 @@ def _tile_transform(x, columns, coefficients, counts, patch, step, tiles_h, tile
     flat_out = out.reshape(-1)
     total = out.shape[2]
     zero = coefficients[0, 0] * 0  # of x's dtype
+    flat_x = x.reshape(-1)
     lows = np.empty(patch, np.int64)
     highs = np.empty(patch, np.int64)
     for j in range(patch):  # the tiles whose column j lies inside the image
@@ -206,17 +207,23 @@ def _tile_transform(x, columns, coefficients, counts, patch, step, tiles_h, tile
         # gathered[s, j, R, tw] = x[n, ci, R*step + s - pad_top, tw*step + j - pad_left] (zero outside the image)
         gathered = np.zeros((step, patch, rows, tiles_w), x.dtype)
         flat_gathered = gathered.reshape(-1)
+        plane = flat_x[task * height * width : (task + 1) * height * width]
+        ustep = np.uint64(step)  # unsigned indices: no negative-index checks in the strided reads
         for s in range(step):
             for big in range(rows):
                 r = big * step + s - pad_top
                 if r < 0 or r >= height:
                     continue
-                source = x[n, ci, r]
                 for j in range(patch):
-                    target = ((s * patch + j) * rows + big) * tiles_w
-                    shift = j - pad_left
-                    for tw in range(lows[j], highs[j]):
-                        flat_gathered[target + tw] = source[tw * step + shift]
+                    lo, hi = lows[j], highs[j]
+                    if hi <= lo:
+                        continue
+                    start = ((s * patch + j) * rows + big) * tiles_w + lo
+                    target = flat_gathered[start : start + hi - lo]
+                    first = r * width + lo * step + j - pad_left
+                    source = plane[first : first + (hi - lo - 1) * step + 1]
+                    for u in range(hi - lo):
+                        target[u] = source[np.uint64(u) * ustep]
         vertical = np.empty((alpha, patch, per), x.dtype)  # (L d)[a, j] of every tile of the plane
         flat_vertical = vertical.reshape(-1)
         offsets = np.empty(columns.shape[1], np.int64)
