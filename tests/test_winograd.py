@@ -294,3 +294,16 @@ def test_one_sample_chunks_match_the_reference(case, tile, monkeypatch):
     for g, want, label in zip(got, ref.conv2d_backward(dy, x, weight, **options), ("dx", "dw", "db")):
         assert_close(g, want, np.float64, label)
     assert len(calls) == 4 * x.shape[0]  # dx's input transform, dw's of x and of dy, per sample
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_the_finite_check_finds_every_inf_and_nan(dtype):
+    """The exponent-bits scan (blocks of 4096) sees inf/NaN anywhere, and passes the largest and subnormal values."""
+    a = np.random.default_rng(0).standard_normal(3 * 4096 + 5).astype(dtype)
+    a[7], a[8] = np.finfo(dtype).max, np.finfo(dtype).tiny / 4
+    assert winograd._finite(a, a.reshape(1, -1))
+    for bad in (np.inf, -np.inf, np.nan):
+        for position in (0, 4095, 4096, a.size - 1):
+            b = a.copy()
+            b[position] = bad
+            assert not winograd._finite(a, b), (bad, position)
