@@ -2,7 +2,7 @@
 
 The ``.cu`` files are compiled as C++ by g++ with a small shim (a block's CUDA threads as coroutines,
 ``__syncthreads`` as a switch back to their scheduler, ``__shfl_down_sync`` through a buffer), and driven by
-cupy_gpu's own launch descriptions on NumPy arrays. Also: the kernels' C signatures, parsed from the sources.
+cuda_launch's launch descriptions on NumPy arrays. Also: the kernels' C signatures, parsed from the sources.
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ template <typename F> static void run_grid(unsigned gx, unsigned gy, unsigned gz
 
 
 class CpuEmulator:
-    """Runs a :class:`cupy_gpu.KernelLaunch` on NumPy arrays: the real .cu sources compiled by g++ with the shim."""
+    """Runs a :class:`gconv_edu.backends.cuda_launch.KernelLaunch` on NumPy arrays: the real .cu sources compiled by
+    g++ with the shim."""
 
     def __init__(self, directory: Path):
         self.directory = directory

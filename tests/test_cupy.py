@@ -28,7 +28,7 @@ from conftest import assert_close, random_array
 from cuda_emulator import KERNEL_FILES, CpuEmulator, kernel_signatures
 
 import gconv_edu as gc
-from gconv_edu.backends import cupy_gpu
+from gconv_edu.backends import cuda_launch, cupy_gpu
 from gconv_edu.geometry import ConvGeometry
 
 GPU_REASON = cupy_gpu.availability()
@@ -84,14 +84,14 @@ def all_launches(geom, dtype):
     column kernels (im2col, col2im)."""
     p = Placeholder
     return [
-        cupy_gpu.forward_launch(geom, dtype, p(), p(), p(), p()),
-        cupy_gpu.backward_input_launch(geom, dtype, p(), p(), p()),
-        cupy_gpu.backward_weight_launch(geom, dtype, p(), p(), p()),
-        cupy_gpu.tiled_forward_launch(geom, dtype, p(), p(), p(), p()),
-        cupy_gpu.tiled_backward_input_launch(geom, dtype, p(), p(), p(), p()),
-        cupy_gpu.tiled_backward_weight_launch(geom, dtype, p(), p(), p()),
-        cupy_gpu.columns_launch("im2col", geom, dtype, geom.batch, p(), p()),
-        cupy_gpu.columns_launch("col2im", geom, dtype, geom.batch, p(), p()),
+        cuda_launch.forward_launch(geom, dtype, p(), p(), p(), p()),
+        cuda_launch.backward_input_launch(geom, dtype, p(), p(), p()),
+        cuda_launch.backward_weight_launch(geom, dtype, p(), p(), p()),
+        cuda_launch.tiled_forward_launch(geom, dtype, p(), p(), p(), p()),
+        cuda_launch.tiled_backward_input_launch(geom, dtype, p(), p(), p(), p()),
+        cuda_launch.tiled_backward_weight_launch(geom, dtype, p(), p(), p()),
+        cuda_launch.columns_launch("im2col", geom, dtype, geom.batch, p(), p()),
+        cuda_launch.columns_launch("col2im", geom, dtype, geom.batch, p(), p()),
     ]
 
 
@@ -112,7 +112,7 @@ def test_launch_arguments_match_the_kernel_signatures(geom, dtype):
             else:
                 assert declaration.split()[-2] == "index_t", f"{launch.name}: {declaration}"
                 assert type(value) is index, f"{launch.name}: {name} is {type(value).__name__}, not {index.__name__}"
-        assert launch.block == (cupy_gpu.BLOCK_SIZE,) and f"-DBLOCK_SIZE={cupy_gpu.BLOCK_SIZE}" in launch.options
+        assert launch.block == (cuda_launch.BLOCK_SIZE,) and f"-DBLOCK_SIZE={cuda_launch.BLOCK_SIZE}" in launch.options
         assert ("-DINDEX_64BIT" in launch.options) == (index is np.int64)
         scalar = "float" if dtype is np.float32 else "double"
         assert f"-DSCALAR_T={scalar}" in launch.options
@@ -121,17 +121,17 @@ def test_launch_arguments_match_the_kernel_signatures(geom, dtype):
 
 
 @pytest.mark.parametrize(
-    "total, blocks", [(1, 1), (256, 1), (257, 2), (256 * 65536, 65536), (2**40, cupy_gpu.MAX_BLOCKS)]
+    "total, blocks", [(1, 1), (256, 1), (257, 2), (256 * 65536, 65536), (2**40, cuda_launch.MAX_BLOCKS)]
 )
 def test_grid_1d_covers_every_element_or_strides(total, blocks):
-    assert cupy_gpu.grid_1d(total) == (blocks,)
-    threads = blocks * cupy_gpu.BLOCK_SIZE
-    assert threads >= total or blocks == cupy_gpu.MAX_BLOCKS  # beyond the cap, the kernels' grid-stride loop
+    assert cuda_launch.grid_1d(total) == (blocks,)
+    threads = blocks * cuda_launch.BLOCK_SIZE
+    assert threads >= total or blocks == cuda_launch.MAX_BLOCKS  # beyond the cap, the kernels' grid-stride loop
 
 
 def test_forward_and_dx_grids_cover_their_outputs():
     for launch, shape in zip(all_launches(SMALL, np.float32)[:2], (SMALL.y_shape, SMALL.x_shape)):
-        assert launch.grid[0] * cupy_gpu.BLOCK_SIZE >= np.prod(shape) > (launch.grid[0] - 1) * cupy_gpu.BLOCK_SIZE
+        assert launch.grid[0] * cuda_launch.BLOCK_SIZE >= np.prod(shape) > (launch.grid[0] - 1) * cuda_launch.BLOCK_SIZE
 
 
 @pytest.mark.parametrize(
@@ -146,46 +146,46 @@ def test_forward_and_dx_grids_cover_their_outputs():
     ids=["small", "depthwise", "resnext", "one-term", "huge"],
 )
 def test_weight_grad_splits_cover_the_reduction_without_empty_splits(geom):
-    splits, chunk = cupy_gpu.weight_grad_splits(geom)
+    splits, chunk = cuda_launch.weight_grad_splits(geom)
     terms = geom.batch * geom.out_h * geom.out_w
     pairs = geom.out_channels * geom.in_channels_per_group
     assert splits * chunk >= terms > (splits - 1) * chunk
-    assert 1 <= splits <= cupy_gpu.MAX_GRID_Y
-    launch = cupy_gpu.backward_weight_launch(geom, np.float32, None, None, None)
+    assert 1 <= splits <= cuda_launch.MAX_GRID_Y
+    launch = cuda_launch.backward_weight_launch(geom, np.float32, None, None, None)
     assert launch.grid == (pairs, splits)
     assert launch.args[launch.arg_names.index("chunk")] == chunk
-    per_block = cupy_gpu.BLOCK_SIZE * cupy_gpu.MIN_TERMS_PER_THREAD
-    if pairs >= cupy_gpu.WEIGHT_GRAD_TARGET_BLOCKS:
+    per_block = cuda_launch.BLOCK_SIZE * cuda_launch.MIN_TERMS_PER_THREAD
+    if pairs >= cuda_launch.WEIGHT_GRAD_TARGET_BLOCKS:
         assert splits == 1  # enough blocks already: no partial sums to add afterwards
     # Either the GPU gets its target number of blocks, or one more split would leave threads under their minimum.
-    assert pairs * splits >= cupy_gpu.WEIGHT_GRAD_TARGET_BLOCKS or -(-terms // (splits + 1)) < per_block
+    assert pairs * splits >= cuda_launch.WEIGHT_GRAD_TARGET_BLOCKS or -(-terms // (splits + 1)) < per_block
     if splits > 1:
         assert chunk >= per_block // 2  # a split is never so short that its threads idle
 
 
 def test_depthwise_dw_is_split_to_fill_the_gpu():
     geom = _geom((8, 32, 112, 112), (32, 1, 3, 3), padding=1, groups=32)
-    splits, _ = cupy_gpu.weight_grad_splits(geom)
-    assert splits * 32 >= cupy_gpu.WEIGHT_GRAD_TARGET_BLOCKS
+    splits, _ = cuda_launch.weight_grad_splits(geom)
+    assert splits * 32 >= cuda_launch.WEIGHT_GRAD_TARGET_BLOCKS
 
 
 def test_index_width_switches_to_64_bit_above_the_32_bit_limit():
-    limit = cupy_gpu.INDEX32_LIMIT
-    assert limit < 2**31 - 1 and limit + cupy_gpu.MAX_BLOCKS * cupy_gpu.BLOCK_SIZE == 2**31 - 1
-    assert cupy_gpu.index_dtype(SMALL) is np.int32
-    assert cupy_gpu.index_dtype(_geom((1, 1, 1, limit), (1, 1, 1, 1))) is np.int32
-    assert cupy_gpu.index_dtype(_geom((1, 1, 1, limit + 1), (1, 1, 1, 1))) is np.int64
-    assert cupy_gpu.index_dtype(HUGE) is np.int64
+    limit = cuda_launch.INDEX32_LIMIT
+    assert limit < 2**31 - 1 and limit + cuda_launch.MAX_BLOCKS * cuda_launch.BLOCK_SIZE == 2**31 - 1
+    assert cuda_launch.index_dtype(SMALL) is np.int32
+    assert cuda_launch.index_dtype(_geom((1, 1, 1, limit), (1, 1, 1, 1))) is np.int32
+    assert cuda_launch.index_dtype(_geom((1, 1, 1, limit + 1), (1, 1, 1, 1))) is np.int64
+    assert cuda_launch.index_dtype(HUGE) is np.int64
     # The output alone can be the large one (stride 1, no reduction in size).
-    assert cupy_gpu.index_dtype(_geom((1, 1, 1, 2**20), (2**12, 1, 1, 1))) is np.int64
+    assert cuda_launch.index_dtype(_geom((1, 1, 1, 2**20), (2**12, 1, 1, 1))) is np.int64
 
 
 def test_unsupported_dtype_and_oversized_kernel_are_refused_clearly():
     with pytest.raises(TypeError, match="dtype=float16"):
-        cupy_gpu.compile_options(np.float16, SMALL)
+        cuda_launch.compile_options(np.float16, SMALL)
     big = _geom((1, 1, 30, 30), (1, 1, 28, 28))
     with pytest.raises(ValueError, match="28x28 has 784 taps"):
-        cupy_gpu.backward_weight_launch(big, np.float32, None, None, None)
+        cuda_launch.backward_weight_launch(big, np.float32, None, None, None)
 
 
 # --------------------------------------------------------------------------- the .cu files compile (no GPU)
@@ -248,8 +248,8 @@ class Recording:
 
 def _expected_kernels(geom, dtype, tiled):
     """The kernels cupy-raw should launch for forward + backward on this geometry."""
-    use = {kind: tiled and cupy_gpu.tiled_supports(geom, kind, dtype) for kind in ("forward", "backward_input")}
-    use["backward_weight"] = tiled and cupy_gpu.tiled_supports(geom, "backward_weight", dtype)
+    use = {kind: tiled and cuda_launch.tiled_supports(geom, kind, dtype) for kind in ("forward", "backward_input")}
+    use["backward_weight"] = tiled and cuda_launch.tiled_supports(geom, "backward_weight", dtype)
     return [
         "gconv_tiled_forward" if use["forward"] else "gconv_forward",
         "gconv_tiled_forward" if use["backward_input"] else "gconv_backward_input",
@@ -292,23 +292,24 @@ def test_tiled_kernels_on_cpu_emulation_match_reference(emulator, case, dtype):
 
 def test_tiled_kernels_loop_over_filters_past_the_grid_limit(emulator, monkeypatch):
     """blockIdx.z runs over the filters in a grid-stride loop when C_out exceeds gridDim.z's limit."""
-    for cached in (cupy_gpu._tiled_without_arrays, cupy_gpu.weight_grad_splits, cupy_gpu._launch_without_arrays):
-        cached.cache_clear()
-    monkeypatch.setattr(cupy_gpu, "MAX_GRID_Y", 3)  # 8 filters on a grid of 3 in z: 3 + 3 + 2
+    cached = (cuda_launch._tiled_without_arrays, cuda_launch.weight_grad_splits, cuda_launch._launch_without_arrays)
+    for cache in cached:
+        cache.cache_clear()
+    monkeypatch.setattr(cuda_launch, "MAX_GRID_Y", 3)  # 8 filters on a grid of 3 in z: 3 + 3 + 2
     try:
         *_, geom = _case("tiled-thin-4x4-3x3", np.float64)
-        assert cupy_gpu.tiled_forward_launch(geom, np.float64, *[None] * 4).grid[2] == 3
+        assert cuda_launch.tiled_forward_launch(geom, np.float64, *[None] * 4).grid[2] == 3
         _check_raw_backend("tiled-thin-4x4-3x3", np.float64, np, emulator, tiled=True)
     finally:
-        for cached in (cupy_gpu._tiled_without_arrays, cupy_gpu.weight_grad_splits, cupy_gpu._launch_without_arrays):
-            cached.cache_clear()
+        for cache in cached:
+            cache.cache_clear()
 
 
 def test_tiled_kernels_take_depthwise_and_thin_groups_only():
     def supports(x_shape, w_shape, dtype=np.float32, **options):
         geom = _geom(x_shape, w_shape, **options)
         return {
-            kind: cupy_gpu.tiled_supports(geom, kind, dtype)
+            kind: cuda_launch.tiled_supports(geom, kind, dtype)
             for kind in ("forward", "backward_input", "backward_weight")
         }
 
@@ -367,12 +368,12 @@ def test_public_entry_points_run_the_shared_code(emulator, monkeypatch):
 
 def test_split_case_really_splits():
     *_, geom = _case("depthwise-split-dw", np.float32)
-    assert cupy_gpu.weight_grad_splits(geom)[0] == 2
+    assert cuda_launch.weight_grad_splits(geom)[0] == 2
 
 
 @pytest.mark.parametrize("case", ["g3-k2x3-s2x1-d2x1-pad2x0", "depthwise-split-dw"])
 def test_raw_kernels_64_bit_index_path_on_cpu_emulation(emulator, case, monkeypatch):
-    monkeypatch.setattr(cupy_gpu, "INDEX32_LIMIT", 0)  # every geometry now takes the -DINDEX_64BIT build
+    monkeypatch.setattr(cuda_launch, "INDEX32_LIMIT", 0)  # every geometry now takes the -DINDEX_64BIT build
     *_, geom = _case(case, np.float64)
     for launch in all_launches(geom, np.float64):  # built after the patch, cache or not
         scalars = [a for a in launch.args if not isinstance(a, Placeholder)]
@@ -436,7 +437,7 @@ def test_raw_backend_refuses_oversized_kernels_before_any_launch_and_auto_avoids
 def test_index_width_counts_padding_and_dilated_positions():
     huge = dict(stride=(1, 2**31), padding=(0, 2**30), dilation=(1, 2**31))  # tiny arrays, 2**31-wide positions
     geom = ConvGeometry.from_shapes((1, 1, 1, 1), (1, 1, 1, 2), **huge)
-    assert cupy_gpu.index_dtype(geom) is np.int64
+    assert cuda_launch.index_dtype(geom) is np.int64
 
 
 # --------------------------------------------------------------------------- availability and errors (no GPU)
@@ -539,7 +540,7 @@ def test_gpu_raw_kernels_64_bit_path(case, monkeypatch):
         assert_close(cupy.asnumpy(got), want, dtype, label)
 
     _check_raw_backend(case, np.float64, cupy, cupy_gpu._run_on_gpu, compare)  # the 32-bit build
-    monkeypatch.setattr(cupy_gpu, "INDEX32_LIMIT", 0)
+    monkeypatch.setattr(cuda_launch, "INDEX32_LIMIT", 0)
     _check_raw_backend(case, np.float64, cupy, cupy_gpu._run_on_gpu, compare)  # the -DINDEX_64BIT build
 
 

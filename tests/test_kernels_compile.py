@@ -1,7 +1,7 @@
 """The CUDA kernels compile to sm_80 and sm_90 machine code without register spills (nvcc; no GPU needed).
 
 Every ``kernels/*.cu`` is compiled by ``nvcc -c --resource-usage`` for both architectures in one call, with exactly
-the ``-D`` options that cupy_gpu gives NVRTC for a geometry, plus ``-ftz=true``: CuPy appends it to every NVRTC
+the ``-D`` options that cuda_launch gives NVRTC for a geometry, plus ``-ftz=true``: CuPy appends it to every NVRTC
 compilation (``_compile_with_cache_cuda`` in ``cupy/cuda/compiler.py``: ``options += ('-ftz=true',)``). It means
 "flush to zero": float32 denormals (magnitudes below 2**-126, about 1.2e-38) are read and written as 0 by float32
 arithmetic; float64 is not affected. nvcc's default is ``-ftz=false``, so compiling without it here would test other
@@ -10,7 +10,7 @@ stands in for registers); a spill on a kernel up to 7x7 fails the test. Skipped 
 
 The geometries: depthwise 1x1 .. 7x7 (the tiled kernels and the simple ones are compiled from the same translation
 unit), a thin-group 3x3 (4 x 4 channels), a stride-2 and a dilated depthwise layer; float32 and float64; 64-bit
-indices for 3x3 and 7x7 (the -DINDEX_64BIT build is taken by patching cupy_gpu.INDEX32_LIMIT).
+indices for 3x3 and 7x7 (the -DINDEX_64BIT build is taken by patching cuda_launch.INDEX32_LIMIT).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from cuda_emulator import KERNEL_FILES, kernel_signatures
 
-from gconv_edu.backends import cupy_gpu
+from gconv_edu.backends import cuda_launch, cupy_gpu
 from gconv_edu.geometry import ConvGeometry
 
 NVCC = shutil.which("nvcc")
@@ -79,12 +79,12 @@ def _option_sets(geom, dtype):
     """(sources, options) pairs covering every launch cupy-raw makes for ``geom``: the simple kernels compiled with
     the tiled kernels' options (a superset: the tiled -D's do not touch them), and the tiled dx build alone."""
     placeholder = object()
-    forward = cupy_gpu.tiled_forward_launch(geom, dtype, *[placeholder] * 4)
-    simple = cupy_gpu.forward_launch(geom, dtype, *[placeholder] * 4)
+    forward = cuda_launch.tiled_forward_launch(geom, dtype, *[placeholder] * 4)
+    simple = cuda_launch.forward_launch(geom, dtype, *[placeholder] * 4)
     assert set(simple.options) <= set(forward.options)
     sets = [(KERNEL_FILES, forward.options)]
     if geom.stride == (1, 1):
-        dx = cupy_gpu.tiled_backward_input_launch(geom, dtype, *[placeholder] * 4)
+        dx = cuda_launch.tiled_backward_input_launch(geom, dtype, *[placeholder] * 4)
         sets.append(([cupy_gpu.KERNEL_DIR / dx.source], dx.options))
     return sets
 
@@ -93,7 +93,7 @@ def _all_builds(monkeypatch):
     builds = []
     for name, dtype, wide in sorted(BUILDS, key=lambda build: build[2]):  # the 64-bit ones last: after the patch
         if wide:
-            monkeypatch.setattr(cupy_gpu, "INDEX32_LIMIT", 0)  # every geometry takes the -DINDEX_64BIT build
+            monkeypatch.setattr(cuda_launch, "INDEX32_LIMIT", 0)  # every geometry takes the -DINDEX_64BIT build
         for sources, options in _option_sets(GEOMETRIES[name], dtype):
             assert ("-DINDEX_64BIT" in options) == wide
             builds.append((name, sources, options))
@@ -120,16 +120,16 @@ def test_every_kernel_compiles_for_sm80_and_sm90_without_spills_up_to_7x7(monkey
 def test_tiled_kernels_take_the_depthwise_and_thin_group_geometries_compiled_above():
     for name, geom in GEOMETRIES.items():
         for kind in ("forward", "backward_weight"):
-            assert cupy_gpu.tiled_supports(geom, kind, np.float64), (name, kind)
-        assert cupy_gpu.tiled_supports(geom, "backward_input", np.float64) == (geom.stride == (1, 1)), name
+            assert cuda_launch.tiled_supports(geom, kind, np.float64), (name, kind)
+        assert cuda_launch.tiled_supports(geom, "backward_input", np.float64) == (geom.stride == (1, 1)), name
 
 
 def test_the_largest_filter_cupy_raw_takes_compiles_without_spills_in_float32():
     """MAX_TAPS is the measured bound: the largest square filter it admits compiles without spills (float32,
-    32-bit indices, the common build; float64 and 64-bit builds spill first, see cupy_gpu.MAX_TAPS)."""
-    side = int(cupy_gpu.MAX_TAPS**0.5)
+    32-bit indices, the common build; float64 and 64-bit builds spill first, see cuda_launch.MAX_TAPS)."""
+    side = int(cuda_launch.MAX_TAPS**0.5)
     geom = _geom((1, 2, 40, 40), (2, 2, side, side), padding=side // 2)
-    options = cupy_gpu.compile_options(np.float32, geom)
+    options = cuda_launch.compile_options(np.float32, geom)
     simple = [path for path in KERNEL_FILES if "tiled" not in path.name]  # the tiled ones stop at 64 weights
     usage = resource_usage(simple, options)
     spilled = {key: value for key, value in usage.items() if value[1] or value[2]}
