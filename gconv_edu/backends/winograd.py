@@ -268,7 +268,7 @@ def _output_transform(m, columns, coefficients, counts, tile, tiles_h, tiles_w, 
 
     m: (alpha^2, C_out, T); A^T: (tile, alpha) as sparse rows; bias: (C_out,); y: (N, C_out, H_out, W_out).
     """
-    batch, out_channels, out_h = y.shape[:3]
+    batch, out_channels, out_h, out_w = y.shape
     alpha = tile + 2
     per = tiles_h * tiles_w
     total = m.shape[2]
@@ -291,14 +291,15 @@ def _output_transform(m, columns, coefficients, counts, tile, tiles_h, tiles_w, 
                 for q in range(counts[i]):
                     offsets[q] = (columns[i, q] * tile + j) * per
                 _combine(flat_plane, (i * tile + j) * per, flat_h, offsets, coefficients[i], counts[i], per, bias[k])
+        utile = np.uint64(tile)  # unsigned indices: no negative-index checks in the strided writes
         for th in range(tiles_h):
             for i in range(min(tile, out_h - th * tile)):
                 row = y[n, k, th * tile + i]
                 for j in range(tile):
                     src = plane[i, j, th * tiles_w : (th + 1) * tiles_w]
-                    dst = row[j::tile]
-                    for tw in range(dst.size):
-                        dst[tw] = src[tw]
+                    dst = row[j:]
+                    for tw in range((out_w - j + tile - 1) // tile):
+                        dst[np.uint64(tw) * utile] = src[tw]
 
 
 @njit(parallel=True, cache=True)
