@@ -351,9 +351,10 @@ def _tiles(out_h: int, out_w: int, tile: int) -> tuple[int, int]:
     return -(-out_h // tile), -(-out_w // tile)
 
 
-# V + M of one chunk of samples, at most: cache-sized, so the GEMM reads V warm and the pages are touched once
-# (dense-3x3 forward+backward, 1 thread, loaded machine: ~125 ms at 8 MiB (1-2 samples) against ~170 ms unchunked)
-WORKSPACE_CHUNK_BYTES = 8 * 2**20
+# V + M of one chunk of samples, at most: cache-sized, so the GEMM reads V warm and the pages are touched once.
+# Measured, dense-3x3 forward+backward, N = 8, 1 thread (NumPy's BLAS too), loaded machine: F2 72 / 74 / 82 / 95 ms
+# and F4 68 / 77 / 77 / 77 ms at caps of 4 / 8 / 16 / 32 MiB (chunks of 1 / 1-2 / 2-4 / 5-8 samples).
+WORKSPACE_CHUNK_BYTES = 4 * 2**20
 
 
 def batch_chunk(batch: int, bytes_per_sample: int) -> int:
