@@ -39,7 +39,7 @@ run gconv-edu --version
 run python -c "import gconv_edu, sys; p = gconv_edu.__file__; print(p); sys.exit('site-packages' not in p)"
 run gconv-edu lessons 02 --fast >"$WORK/lesson02.log" || { tail -40 "$WORK/lesson02.log"; exit 1; }
 tail -3 "$WORK/lesson02.log"
-for figure in 02_group_connections.png 02_block_diagonal_weight.png; do
+for figure in 02_group_connections.png 02_filter_slabs.png 02_block_diagonal_weight.png; do
     test -s "figures/$figure" || { echo "ci-users: figures/$figure missing in $STUDENT" >&2; exit 1; }
 done
 echo "ci-users: figures: $(ls figures | tr '\n' ' ')"
@@ -73,7 +73,7 @@ nb = json.load(open('02_channels_into_groups.ipynb'))
 images = sum('image/png' in o.get('data', {}) for c in nb['cells'] if c['cell_type'] == 'code' for o in c.get('outputs', []))
 saved = sorted(p.name for p in pathlib.Path('figures').glob('*.png'))
 print('ci-users: notebook 02:', images, 'inline images;', len(saved), 'figures in ./figures:', saved)
-sys.exit(0 if images == len(saved) == 2 else 1)"
+sys.exit(0 if images == len(saved) == 3 else 1)"
 cd "$STUDENT"
 end "notebook"
 

@@ -111,6 +111,7 @@ def test_installed_wheel_runs_the_course_from_another_folder(dists, tmp_path):
     assert "02_channels_into_groups.py" in run.stdout and "ok" in run.stdout.splitlines()[-2]
     assert sorted(p.name for p in (work / "figures").iterdir()) == [
         "02_block_diagonal_weight.png",
+        "02_filter_slabs.png",
         "02_group_connections.png",
     ]
     assert not list(site.rglob("*.png"))  # nothing written into the installed package

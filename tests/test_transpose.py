@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import reference as ref
-from conftest import assert_close, backend_params
+from conftest import assert_close, backend_params, skip_unless_supported
 
 import gconv_edu as gc
 from gconv_edu.gradcheck import numeric_gradient, relative_error
@@ -75,22 +75,30 @@ def test_matches_reference_and_finite_differences(seed):
         assert error < 1e-7, f"{name}: relative error {error:.2e} for {options}"
 
 
+ADJOINT_CASES = {
+    # output_padding recovers a's exact size: the strided convolution drops (11 + 2 - 5) % 2 = 0, (12 + 4 - 3) % 3 = 1.
+    "strided-dilated": (dict(stride=(2, 3), padding=(1, 2), dilation=(2, 1), groups=2), (0, 1)),
+    "stride1-3x3": (dict(stride=1, padding=1, dilation=1, groups=2), 0),  # what winograd supports too
+}
+
+
 @pytest.mark.parametrize("backend", backend_params())
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-def test_adjoint_identity_on_every_backend(backend, dtype):
+@pytest.mark.parametrize("case", sorted(ADJOINT_CASES))
+def test_adjoint_identity_on_every_backend(backend, dtype, case):
     """<conv2d(a, w), b> = <a, conv_transpose2d(b, w)>: the transposed convolution is the convolution's adjoint.
 
     The convolution here is the independent reference (tests/reference.py), so the identity tests the package alone.
     """
     rng = np.random.default_rng(3)
-    options = dict(stride=(2, 3), padding=(1, 2), dilation=(2, 1), groups=2)
+    options, output_padding = ADJOINT_CASES[case]
     a = rng.standard_normal((2, 4, 11, 12))
     weight = rng.standard_normal((6, 2, 3, 3))  # conv: 4 -> 6 channels; its transpose: 6 -> 4
+    skip_unless_supported(backend, a.shape, weight.shape, **options)
     conv_a = ref.conv2d(a, weight, None, **options)
     b = rng.standard_normal(conv_a.shape)
-    # output_padding recovers a's exact size: the strided convolution drops (11 + 2 - 5) % 2 = 0, (12 + 4 - 3) % 3 = 1.
     transposed = gc.conv_transpose2d(
-        b.astype(dtype), weight.astype(dtype), output_padding=(0, 1), backend=backend, **options
+        b.astype(dtype), weight.astype(dtype), output_padding=output_padding, backend=backend, **options
     )
     assert transposed.shape == a.shape and transposed.dtype == dtype
     left, right = np.sum(conv_a * b), np.sum(a * transposed)
