@@ -218,7 +218,6 @@ def _tile_transform(x, columns, coefficients, counts, patch, step, tiles_h, tile
         # gathered[s, j, R, tw] = x[n, ci, R*step + s - pad_top, tw*step + j - pad_left] (zero outside the image)
         gathered = np.zeros((step, patch, rows, tiles_w), x.dtype)
         flat_gathered = gathered.reshape(-1)
-        plane = flat_x[task * height * width : (task + 1) * height * width]
         ustep = np.uint64(step)  # unsigned indices: no negative-index checks in the strided reads
         for s in range(step):
             for big in range(rows):
@@ -229,12 +228,10 @@ def _tile_transform(x, columns, coefficients, counts, patch, step, tiles_h, tile
                     lo, hi = lows[j], highs[j]
                     if hi <= lo:
                         continue
-                    start = ((s * patch + j) * rows + big) * tiles_w + lo
-                    target = flat_gathered[start : start + hi - lo]
-                    first = r * width + lo * step + j - pad_left
-                    source = plane[first : first + (hi - lo - 1) * step + 1]
+                    start = np.uint64(((s * patch + j) * rows + big) * tiles_w + lo)
+                    first = np.uint64(task * height * width + r * width + lo * step + j - pad_left)  # all >= 0
                     for u in range(hi - lo):
-                        target[u] = source[np.uint64(u) * ustep]
+                        flat_gathered[start + np.uint64(u)] = flat_x[first + np.uint64(u) * ustep]
         vertical = np.empty((alpha, patch, per), x.dtype)  # (L d)[a, j] of every tile of the plane
         flat_vertical = vertical.reshape(-1)
         offsets = np.empty(columns.shape[1], np.int64)
