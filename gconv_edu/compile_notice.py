@@ -1,11 +1,12 @@
 """A one-line notice before the first Numba compile, so that a person waiting knows why nothing happens.
 
-The numba backend's kernels, and im2col's compiled unfold (NumPy arrays), are compiled on their first call and cached
-on disk (``cache=True``); a cold cache costs seconds, a warm one almost nothing. :func:`compile_notice` is called by
-:func:`gconv_edu.conv2d` (``"forward"``) and :func:`gconv_edu.conv2d_backward` (``"backward"``) before a call: once
-per process, backend and direction it looks at those kernels' on-disk caches and prints to stderr only when one is
-cold. A cache holding the kernel for another dtype counts as warm (the notice is about the first use on a machine,
-not about every new signature). Backends without compiled kernels cost one dictionary lookup.
+The numba backend's kernels, im2col's compiled unfold (NumPy arrays) and winograd's transforms are compiled on their
+first call and cached on disk (``cache=True``); a cold cache costs seconds, a warm one almost nothing.
+:func:`compile_notice` is called by :func:`gconv_edu.conv2d` (``"forward"``) and :func:`gconv_edu.conv2d_backward`
+(``"backward"``) before a call: once per process, backend and direction it looks at those kernels' on-disk caches and
+prints to stderr only when one is cold. A cache holding the kernel for another dtype counts as warm (the notice is
+about the first use on a machine, not about every new signature). Backends without compiled kernels cost one
+dictionary lookup.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import sys
 
 # (backend, direction) -> (module under gconv_edu.backends, its kernels, seconds to say). Measured on the 2-core
 # development machine from a cold NUMBA_CACHE_DIR: numba float64 forward 11 s, first backward 34 s; im2col's unfold
-# 3.9-4.8 s forward, 3.5-4.6 s backward (loaded machine).
+# 3.9-4.8 s forward, 3.5-4.6 s backward; winograd 12 s forward, then 1.2 s backward (loaded machine).
 KERNELS = {
     ("numba", "forward"): ("numba_cpu", ("_forward_kernel",), 15),
     ("numba", "backward"): ("numba_cpu", ("_backward_input_kernel", "_backward_weight_kernel"), 30),
     ("im2col", "forward"): ("unfold_numba", ("_im2col_rows",), 5),
     ("im2col", "backward"): ("unfold_numba", ("_im2col_rows", "_col2im_planes"), 5),
+    ("winograd", "forward"): ("winograd_kernels", ("_tile_transform", "_output_transform", "_filter_transform"), 10),
+    ("winograd", "backward"): ("winograd_kernels", ("_tile_transform", "_output_transform", "_filter_adjoint"), 5),
 }
 DIRECTIONS = ("forward", "backward")
 NOTICE = (
