@@ -51,9 +51,20 @@ def _blas_info() -> list[str] | str:
     return blas_pools(threadpool_info())
 
 
+def _numba() -> Any:
+    """``numba``, with the package's fork-safe threading layer chosen first: asking Numba for its thread count starts
+    its pool, and a pool started before :mod:`gconv_edu.backends.numba_cpu` is imported runs Numba's default layer
+    (GNU OpenMP on Linux: a fork after use hangs)."""
+    import numba
+
+    from .backends import numba_cpu  # noqa: F401 (its import chooses the layer)
+
+    return numba
+
+
 def thread_counts() -> dict[str, object]:
     """Threads each engine will use: Numba's pool, the BLAS pools (threadpoolctl), torch's if importable."""
-    import numba
+    numba = _numba()
 
     counts: dict[str, object] = {"cpu_count": os.cpu_count(), "numba": numba.get_num_threads(), "blas": _blas_info()}
     torch = torch_or_none()
@@ -76,7 +87,7 @@ def check_threads(threads: object) -> int:
 @contextlib.contextmanager
 def thread_limit(threads: int) -> Iterator[dict[str, Any]]:
     """Give Numba, the BLAS pools and PyTorch the same thread count; yield what each engine reports."""
-    import numba
+    numba = _numba()
 
     check_threads(threads)
     restore: list[Callable[[], None]] = []

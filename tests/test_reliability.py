@@ -67,6 +67,21 @@ def test_fork_pool_after_numba_use_finishes():
     assert run.stdout.split()[-1] in ("tbb", "workqueue"), run.stdout
 
 
+def test_the_thread_helper_starts_numbas_pool_fork_safe():
+    """gconv_edu.machine.thread_limit (bench, lessons, info) asks Numba for its thread count, which starts the pool:
+    before the fix it did so before numba_cpu chose the layer, so the benchmark ran on GNU OpenMP."""
+    script = """
+        import numba
+        from gconv_edu import machine
+        with machine.thread_limit(1):
+            pass
+        print(numba.threading_layer())
+    """
+    run = _run_python(script, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split()[-1] in ("tbb", "workqueue"), run.stdout
+
+
 def test_users_threading_layer_is_kept():
     script = """
         import numba, numpy as np, gconv_edu as gc
