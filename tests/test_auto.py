@@ -9,6 +9,9 @@ import gconv_edu as gc
 from gconv_edu.backends import (
     NUMBA_MAX_WINDOW,
     NUMBA_MIN_ROW,
+    NUMBA_SMALL_WINDOW,
+    WINOGRAD_MIN_GROUP,
+    WINOGRAD_MIN_PLANE,
     BackendUnavailableError,
     choose_auto,
     cpu_auto_choice,
@@ -25,6 +28,8 @@ EXPECTED = {
     "alexnet-conv2": "im2col",  # 1200
 }
 BOTH = ["naive", "im2col", "numba"]
+ALL_CPU = BOTH + ["winograd"]
+WITH_WINOGRAD = {**EXPECTED, "dense-3x3": "winograd"}  # 64 channels on 56x56 planes: winograd 0.59-0.66x numba's time
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
@@ -32,11 +37,37 @@ def test_choice_on_named_configs(name):
     assert cpu_auto_choice(NAMED_CONFIGS[name].geometry(), BOTH) == EXPECTED[name]
 
 
-def _dense(channels, kernel, width, stride=1, groups=1, out_channels=None):
+@pytest.mark.parametrize("name", list(WITH_WINOGRAD))
+def test_choice_on_named_configs_with_winograd(name):
+    assert cpu_auto_choice(NAMED_CONFIGS[name].geometry(), ALL_CPU) == WITH_WINOGRAD[name]
+
+
+def _dense(channels, kernel, width, stride=1, groups=1, out_channels=None, height=8):
     out_channels = channels if out_channels is None else out_channels
     return ConvGeometry.from_shapes(
-        (1, channels, 8, width), (out_channels, channels // groups, kernel, kernel), stride=stride, groups=groups
+        (1, channels, height, width), (out_channels, channels // groups, kernel, kernel), stride=stride, groups=groups
     )
+
+
+def test_winograd_thresholds_are_inclusive():
+    side = int(WINOGRAD_MIN_PLANE**0.5)  # padding 0: the output plane is (side + 2 - 2)^2
+    wide = WINOGRAD_MIN_GROUP
+    assert cpu_auto_choice(_dense(wide, 3, side + 2, height=side + 2), ALL_CPU) == "winograd"
+    assert cpu_auto_choice(_dense(wide, 3, side + 1, height=side + 2), ALL_CPU) != "winograd"  # one column short
+    assert cpu_auto_choice(_dense(wide - 4, 3, side + 2, height=side + 2), ALL_CPU) != "winograd"  # narrow groups
+    assert cpu_auto_choice(_dense(2 * wide, 3, side + 2, height=side + 2, groups=2), ALL_CPU) == "winograd"
+    narrow_out = _dense(wide, 3, side + 2, height=side + 2, out_channels=wide - 4)
+    assert cpu_auto_choice(narrow_out, ALL_CPU) != "winograd"
+    assert cpu_auto_choice(_dense(wide, 3, side + 2, height=side + 2, stride=2), ALL_CPU) != "winograd"  # unsupported
+    assert cpu_auto_choice(_dense(wide, 5, side + 4, height=side + 4), ALL_CPU) != "winograd"  # 5x5: unsupported
+
+
+def test_winograd_switch_off_gives_the_rest_of_the_rule(monkeypatch):
+    from gconv_edu import backends
+
+    dense = NAMED_CONFIGS["dense-3x3"].geometry()
+    monkeypatch.setattr(backends, "WINOGRAD_AUTO", False)
+    assert cpu_auto_choice(dense, ALL_CPU) == cpu_auto_choice(dense, BOTH) == "numba"
 
 
 def test_window_threshold_is_inclusive():
@@ -45,8 +76,11 @@ def test_window_threshold_is_inclusive():
 
 
 def test_short_rows_unblocked_layers_and_thin_groups():
-    assert cpu_auto_choice(_dense(16, 3, NUMBA_MIN_ROW + 2), BOTH) == "numba"  # W_out = 32
-    assert cpu_auto_choice(_dense(16, 3, NUMBA_MIN_ROW + 1), BOTH) == "im2col"  # W_out = 31
+    assert cpu_auto_choice(_dense(20, 3, NUMBA_MIN_ROW + 2), BOTH) == "numba"  # W_out = 32
+    assert cpu_auto_choice(_dense(20, 3, NUMBA_MIN_ROW + 1), BOTH) == "im2col"  # W_out = 31, window 180
+    assert NUMBA_SMALL_WINDOW == 16 * 9
+    assert cpu_auto_choice(_dense(16, 3, 9), BOTH) == "numba"  # W_out = 7, but a small window (144)
+    assert cpu_auto_choice(_dense(256, 3, 16, groups=32), BOTH) == "numba"  # 3x3-c256-14-g32: window 72, W_out 14
     assert cpu_auto_choice(_dense(16, 3, 60, stride=2), BOTH) == "im2col"  # strided rows: no register blocks
     assert cpu_auto_choice(_dense(3, 3, 60, out_channels=64), BOTH) == "im2col"  # C_in/G = 3: no register blocks
     assert cpu_auto_choice(_dense(12, 3, 8, groups=12, out_channels=36), BOTH) == "numba"  # depthwise x3, short rows

@@ -139,38 +139,49 @@ def check_backend_name(name: object, source: str = "backend") -> str:
     return name
 
 
-# The CPU rule of "auto", measured with `gconv-edu bench` and 11 further layers (README, "Speed on the CPU").
+# The CPU rule of "auto", measured with `gconv-edu bench --configs all` (the 5 named layers and 18 sweep layers) and 8
+# further 3x3 layers; benchmarks/cpu_sweep.txt and the README ("Speed on the CPU") hold the runs.
 # im2col pays a copy of the input per kernel tap and then runs BLAS's GEMM (blocked, near peak); the Numba loops pay
 # nothing up front but run at 40-70 GFLOP/s per core with their 4x4 register blocks, less on short rows. So:
 # numba where a GEMM has too little to chew on (depthwise-like groups), or where the blocked loops apply, the window
-# C_in/G*kH*kW per output is moderate and the rows are long enough for SIMD; im2col otherwise.
+# C_in/G*kH*kW per output is moderate and either small or on rows long enough for SIMD; im2col otherwise.
 NUMBA_MAX_WINDOW = 576  # dense 3x3 with 64 channels: numba 0.84x im2col's time; 5x5x48 (1200): im2col 1.8x faster
-NUMBA_MIN_ROW = 32  # 3x3x64 groups on 28-wide rows: im2col 1.2x faster; on 56-wide rows numba wins
+NUMBA_MIN_ROW = 32  # 3x3x64 groups on 28-wide rows: im2col 1.2x faster (2x at 64 channels); on 56-wide rows numba wins
+NUMBA_SMALL_WINDOW = 144  # up to here short rows do not matter: 3x3x8 groups on 14-wide rows numba 0.52x im2col's time,
+# 3x3x16 groups on 7-wide rows 0.86x (forward+backward, median of 9, AMD EPYC 2 cores, 2026-12-03)
 THIN_GROUP = 16  # C_in/G * C_out/G below this (depthwise: 1): the GEMM degenerates, im2col is 4-8x slower
+
+# Winograd (F(2x2,3x3), its default tile) does 2.25x fewer multiplications, but its transforms are memory traffic per
+# tile: it wins where the planes are large and the groups wide. Measured (forward+backward, median of 9, same run, AMD
+# EPYC 2 cores, 2026-12-03), winograd's time / the best of im2col and numba: 56x56 planes with 64 channels 0.59-0.66,
+# 64 per group (128, G=2) 0.61, 48 channels 0.83, 32 channels 0.96; 28x28 planes 0.93-1.31 (32-128 channels), 14x14
+# 1.26-1.39, 7x7 2.3; groups of 8 or fewer channels 2.1-3.3 (numba's blocked loops win); 16 channels at 112x112 1.7.
+WINOGRAD_AUTO = True  # the switch (tests turn it off to check the rule below it)
+WINOGRAD_MIN_GROUP = 32  # C_in/G and C_out/G at least this
+WINOGRAD_MIN_PLANE = 40 * 40  # H_out * W_out at least this: between 28x28 (ties or loses) and 56x56 (wins)
 AUTO_RULE = (
-    f"numba if C_in/G * C_out/G < {THIN_GROUP}, or if its 4x4 register blocks apply (C_in/G, C_out/G multiples "
-    f"of 4, stride_w 1) and C_in/G*kH*kW <= {NUMBA_MAX_WINDOW} and the row length (W_out; H*W for an unpadded "
-    f"stride-1 1x1) >= {NUMBA_MIN_ROW}; else im2col"
+    f"winograd if it supports the layer (3x3, stride 1, dilation 1), C_in/G and C_out/G >= {WINOGRAD_MIN_GROUP} and "
+    f"H_out*W_out >= {WINOGRAD_MIN_PLANE}; else numba if C_in/G * C_out/G < {THIN_GROUP}, or if its 4x4 register "
+    f"blocks apply (C_in/G, C_out/G multiples of 4, stride_w 1) and C_in/G*kH*kW <= {NUMBA_MAX_WINDOW} and either "
+    f"C_in/G*kH*kW <= {NUMBA_SMALL_WINDOW} or the row length (W_out; H*W for an unpadded stride-1 1x1) >= "
+    f"{NUMBA_MIN_ROW}; else im2col"
 )
 
 
-# The hook for the Winograd backend: OFF until the rule is re-derived from a quiet benchmark (issue 14.4). Switched on,
-# "auto" takes winograd for every geometry it supports (3x3, stride 1, dilation 1) whose groups are not thin (a thin
-# group's element-wise stage is memory-bound: Lavin & Gray 2016, section 5); the rule below decides the rest.
-WINOGRAD_AUTO = False
-
-
 def winograd_preferred(geom: ConvGeometry, available: list[str]) -> bool:
-    """Whether "auto" takes winograd for ``geom``: only with :data:`WINOGRAD_AUTO` on, and only where it supports."""
+    """Whether "auto" takes winograd for ``geom`` (:data:`AUTO_RULE`): only with :data:`WINOGRAD_AUTO` on, only where
+    it supports, and only on wide groups and large planes (thin groups make its element-wise stage memory-bound:
+    Lavin & Gray 2016, section 5)."""
     if not WINOGRAD_AUTO or "winograd" not in available or REGISTRY["winograd"].supports(geom) is not None:
         return False
-    return geom.in_channels_per_group * geom.out_channels_per_group > THIN_GROUP
+    wide = min(geom.in_channels_per_group, geom.out_channels_per_group) >= WINOGRAD_MIN_GROUP
+    return wide and geom.out_h * geom.out_w >= WINOGRAD_MIN_PLANE
 
 
 def cpu_auto_choice(geom: ConvGeometry, available: list[str]) -> str:
     """The CPU backend "auto" picks: see :data:`AUTO_RULE` (a pure function of the geometry, testable).
 
-    Never a backend outside what it supports (:meth:`Backend.supports`); winograd only through :data:`WINOGRAD_AUTO`.
+    Never a backend outside what it supports (:meth:`Backend.supports`); winograd only with :data:`WINOGRAD_AUTO` on.
     """
     if winograd_preferred(geom, available):
         return "winograd"
@@ -181,7 +192,8 @@ def cpu_auto_choice(geom: ConvGeometry, available: list[str]) -> str:
     if geom.in_channels_per_group * geom.out_channels_per_group < THIN_GROUP:
         return "numba"
     window = geom.in_channels_per_group * geom.kernel_area
-    if uses_register_blocks(geom) and window <= NUMBA_MAX_WINDOW and row_length(geom) >= NUMBA_MIN_ROW:
+    rows_ok = window <= NUMBA_SMALL_WINDOW or row_length(geom) >= NUMBA_MIN_ROW
+    if uses_register_blocks(geom) and window <= NUMBA_MAX_WINDOW and rows_ok:
         return "numba"
     return "im2col"
 
