@@ -1,6 +1,6 @@
 #!/bin/bash
 # numba on the named configs: the default (workqueue) layer vs GNU OpenMP, alternated 2 times
-cd /work/main; export PATH=/work/main/.venv/bin:$PATH
+cd "$(dirname "$0")/../.."  # the repository root; gconv-edu on PATH (the README install)
 for i in 1 2; do
   for layer in workqueue omp; do
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE NUMBA_THREADING_LAYER=$layer gconv-edu bench --backends numba --no-peer --no-peak --repeats 7 --passes forward+backward --no-plot --json /tmp/layer_${layer}_$i.json > /tmp/layer_${layer}_$i.txt 2>/dev/null
