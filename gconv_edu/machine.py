@@ -53,12 +53,13 @@ def _blas_info() -> list[str] | str:
 
 def _numba() -> Any:
     """``numba``, with the package's fork-safe threading layer chosen first: asking Numba for its thread count starts
-    its pool, and a pool started before :mod:`gconv_edu.backends.numba_cpu` is imported runs Numba's default layer
-    (GNU OpenMP on Linux: a fork after use hangs)."""
+    its pool, and a pool started before :func:`~gconv_edu.backends.numba_cpu.choose_threading_layer` runs Numba's
+    default layer (GNU OpenMP on Linux: a fork after use hangs)."""
     import numba
 
-    from .backends import numba_cpu  # noqa: F401 (its import chooses the layer)
+    from .backends.numba_cpu import choose_threading_layer
 
+    choose_threading_layer()
     return numba
 
 

@@ -146,7 +146,7 @@ def check_backend_name(name: object, source: str = "backend") -> str:
 # numba where a GEMM has too little to chew on (depthwise-like groups), or where the blocked loops apply, the window
 # C_in/G*kH*kW per output is moderate and either small or on rows long enough for SIMD; im2col otherwise.
 NUMBA_MAX_WINDOW = 576  # dense 3x3 with 64 channels: numba 0.84x im2col's time; 5x5x48 (1200): im2col 1.8x faster
-NUMBA_MIN_ROW = 32  # 3x3x64 groups on 28-wide rows: im2col 1.2x faster (2x at 64 channels); on 56-wide rows numba wins
+NUMBA_MIN_ROW = 32  # 3x3x64 groups on 28-wide rows: im2col 1.2x faster (2.0x on 2026-12-03); on 56-wide rows numba wins
 NUMBA_SMALL_WINDOW = 144  # up to here short rows do not matter: 3x3x8 groups on 14-wide rows numba 0.52x im2col's time,
 # 3x3x16 groups on 7-wide rows 0.86x (forward+backward, median of 9, AMD EPYC 2 cores, 2026-12-03)
 THIN_GROUP = 16  # C_in/G * C_out/G below this (depthwise: 1): the GEMM degenerates, im2col is 4-8x slower
